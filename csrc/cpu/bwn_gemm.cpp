@@ -1,0 +1,254 @@
+// bwn_gemm on the CPU: float activations x [M, K] times binary weights w_bits [N, ceil(K/32)]
+// (int32, packed as pack_bits) scaled per output row by alpha [N] -> [M, N] in x's dtype:
+// out = x @ (alpha[:, None] * sign(W)).T, accumulated in float32.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/BFloat16.h>
+#include <torch/library.h>
+
+#include <immintrin.h>
+
+#include <vector>
+
+#include "../common/checks.h"
+#include "../common/cpu_features.h"
+#include "popcount_simd.h"
+#include "tiling.h"
+
+#define EMOKERNELS_AVX512_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"
+
+namespace emokernels {
+namespace {
+
+template <typename scalar_t>
+struct BwnProblem {
+  const scalar_t* x;
+  const uint32_t* w;
+  const float* alpha;
+  const float* row_sums;  // sum_k x[m, k]; only the float32 AVX-512 path uses it
+  scalar_t* out;
+  int64_t m, n, k, words;
+};
+
+inline bool weight_bit(const uint32_t* row, int64_t kk) { return (row[kk >> 5] >> (kk & 31)) & 1u; }
+
+template <typename scalar_t>
+void tile_portable(const BwnProblem<scalar_t>& p, int64_t m0, int m_count, int64_t n0,
+                   int n_count) {
+  for (int i = 0; i < m_count; ++i) {
+    const scalar_t* xr = p.x + (m0 + i) * p.k;
+    for (int j = 0; j < n_count; ++j) {
+      const uint32_t* wr = p.w + (n0 + j) * p.words;
+      float acc = 0.0f;
+      for (int64_t kk = 0; kk < p.k; ++kk) {
+        const float v = static_cast<float>(xr[kk]);
+        acc += weight_bit(wr, kk) ? v : -v;
+      }
+      p.out[(m0 + i) * p.n + n0 + j] = static_cast<scalar_t>(p.alpha[n0 + j] * acc);
+    }
+  }
+}
+
+// AVX2 float32: each 8-bit group of a weight row is expanded once per tile to a +-1 vector
+// that all MR rows of x multiply-add against.
+constexpr int kAvx2MR = 2;
+constexpr int kAvx2NR = 4;
+
+__attribute__((target(EMOKERNELS_AVX2_TARGET))) void tile_avx2(const BwnProblem<float>& p,
+                                                                int64_t m0, int m_count,
+                                                                int64_t n0, int n_count) {
+  const auto xr = tile_rows<float, kAvx2MR>(p.x, m0, m_count, p.k);
+  const auto wr = tile_rows<uint32_t, kAvx2NR>(p.w, n0, n_count, p.words);
+  const __m256i select = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256 plus = _mm256_set1_ps(1.0f);
+  const __m256 minus = _mm256_set1_ps(-1.0f);
+  __m256 acc[kAvx2MR][kAvx2NR];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm256_setzero_ps();
+  const int64_t vec_k = (p.k / 8) * 8;
+  for (int64_t kk = 0; kk < vec_k; kk += 8) {
+    __m256 xv[kAvx2MR];
+    for (int i = 0; i < kAvx2MR; ++i) xv[i] = _mm256_loadu_ps(xr[i] + kk);
+    for (int j = 0; j < kAvx2NR; ++j) {
+      const int byte = reinterpret_cast<const uint8_t*>(wr[j])[kk >> 3];
+      const __m256i bits = _mm256_and_si256(_mm256_set1_epi32(byte), select);
+      const __m256 sign =
+          _mm256_blendv_ps(minus, plus, _mm256_castsi256_ps(_mm256_cmpeq_epi32(bits, select)));
+      for (int i = 0; i < kAvx2MR; ++i) acc[i][j] = _mm256_fmadd_ps(xv[i], sign, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < m_count; ++i) {
+    for (int j = 0; j < n_count; ++j) {
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, acc[i][j]);
+      float total = 0.0f;
+      for (float v : lanes) total += v;
+      for (int64_t kk = vec_k; kk < p.k; ++kk) total += weight_bit(wr[j], kk) ? xr[i][kk] : -xr[i][kk];
+      p.out[(m0 + i) * p.n + n0 + j] = p.alpha[n0 + j] * total;
+    }
+  }
+}
+
+// AVX-512 float32: sum_k x*s = 2 * (sum of x where the bit is set) - sum_k x, so the inner
+// loop is one merge-masked add per 16 MACs, with the mask read straight from the packed bits.
+constexpr int kAvx512MR = 4;
+constexpr int kAvx512NR = 6;
+
+template <int MR>
+__attribute__((target(EMOKERNELS_AVX512_TARGET))) void tile_avx512_rows(
+    const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
+  const auto xr = tile_rows<float, MR>(p.x, m0, m_count, p.k);
+  const auto wr = tile_rows<uint32_t, kAvx512NR>(p.w, n0, n_count, p.words);
+  __m512 acc[MR][kAvx512NR];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm512_setzero_ps();
+  const int64_t chunks = (p.k + 15) / 16;
+  const int tail = static_cast<int>(p.k - 16 * (chunks - 1));
+  const __mmask16 tail_load = static_cast<__mmask16>((1u << tail) - 1u);
+  for (int64_t c = 0; c < chunks; ++c) {
+    // Lanes past k load as 0, so whatever bits pad the last word add nothing.
+    const __mmask16 load = c + 1 < chunks ? static_cast<__mmask16>(0xFFFF) : tail_load;
+    __m512 xv[MR];
+    for (int i = 0; i < MR; ++i) xv[i] = _mm512_maskz_loadu_ps(load, xr[i] + 16 * c);
+    for (int j = 0; j < kAvx512NR; ++j) {
+      const __mmask16 bits = reinterpret_cast<const uint16_t*>(wr[j])[c];
+      for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_mask_add_ps(acc[i][j], bits, acc[i][j], xv[i]);
+    }
+  }
+  for (int i = 0; i < m_count; ++i) {
+    const float total = p.row_sums[m0 + i];
+    for (int j = 0; j < n_count; ++j) {
+      const float positive = _mm512_reduce_add_ps(acc[i][j]);
+      p.out[(m0 + i) * p.n + n0 + j] = p.alpha[n0 + j] * (2.0f * positive - total);
+    }
+  }
+}
+
+void tile_avx512(const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
+  if (m_count == kAvx512MR) return tile_avx512_rows<kAvx512MR>(p, m0, m_count, n0, n_count);
+  // A short last row tile runs row by row rather than wasting lanes on repeated rows (batch 1).
+  for (int i = 0; i < m_count; ++i) tile_avx512_rows<1>(p, m0 + i, 1, n0, n_count);
+}
+
+__attribute__((target(EMOKERNELS_AVX512_TARGET))) void row_sums_avx512(const float* x, float* out,
+                                                                        int64_t m, int64_t k) {
+  for (int64_t r = 0; r < m; ++r) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t kk = 0;
+    for (; kk + 16 <= k; kk += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(x + r * k + kk));
+    const __mmask16 rest = static_cast<__mmask16>((1u << (k - kk)) - 1u);
+    acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(rest, x + r * k + kk));
+    out[r] = _mm512_reduce_add_ps(acc);
+  }
+}
+
+// AVX-512 BF16: each 32-bit weight word becomes 32 bf16 +-1 values once per tile (one blend),
+// and vdpbf16ps multiplies them exactly against x, accumulating in float32.
+template <int MR>
+__attribute__((target(EMOKERNELS_AVX512_BF16_TARGET))) void tile_bf16_rows(
+    const BwnProblem<c10::BFloat16>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
+  const auto xr = tile_rows<c10::BFloat16, MR>(p.x, m0, m_count, p.k);
+  const auto wr = tile_rows<uint32_t, kAvx512NR>(p.w, n0, n_count, p.words);
+  const __m512i plus = _mm512_set1_epi16(0x3F80);   // bf16 +1.0
+  const __m512i minus = _mm512_set1_epi16(static_cast<int16_t>(0xBF80));  // bf16 -1.0
+  __m512 acc[MR][kAvx512NR];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm512_setzero_ps();
+  const int tail = static_cast<int>(p.k - 32 * (p.words - 1));
+  const __mmask32 tail_load = tail == 32 ? 0xFFFFFFFFu : ((1u << tail) - 1u);
+  for (int64_t w = 0; w < p.words; ++w) {
+    const __mmask32 load = w + 1 < p.words ? 0xFFFFFFFFu : tail_load;
+    __m512i xv[MR];
+    for (int i = 0; i < MR; ++i) xv[i] = _mm512_maskz_loadu_epi16(load, xr[i] + 32 * w);
+    for (int j = 0; j < kAvx512NR; ++j) {
+      const __m512i sign = _mm512_mask_blend_epi16(wr[j][w], minus, plus);
+      for (int i = 0; i < MR; ++i) {
+        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], reinterpret_cast<__m512bh>(xv[i]),
+                                     reinterpret_cast<__m512bh>(sign));
+      }
+    }
+  }
+  for (int i = 0; i < m_count; ++i) {
+    for (int j = 0; j < n_count; ++j) {
+      const float dot = _mm512_reduce_add_ps(acc[i][j]);
+      p.out[(m0 + i) * p.n + n0 + j] = static_cast<c10::BFloat16>(p.alpha[n0 + j] * dot);
+    }
+  }
+}
+
+void tile_bf16(const BwnProblem<c10::BFloat16>& p, int64_t m0, int m_count, int64_t n0,
+               int n_count) {
+  if (m_count == kAvx512MR) return tile_bf16_rows<kAvx512MR>(p, m0, m_count, n0, n_count);
+  for (int i = 0; i < m_count; ++i) tile_bf16_rows<1>(p, m0 + i, 1, n0, n_count);
+}
+
+template <typename scalar_t, typename Tile>
+void run(const BwnProblem<scalar_t>& p, int64_t mr, int64_t nr, Tile tile) {
+  parallel_tiles(p.m, p.n, mr, nr, 8 * nr, [&](int64_t m0, int m_count, int64_t n0, int n_count) {
+    tile(p, m0, m_count, n0, n_count);
+  });
+}
+
+at::Tensor bwn_gemm_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
+                        const at::Tensor& alpha_in, int64_t k) {
+  constexpr const char* op = "bwn_gemm";
+  check_rank(x_in, 2, op, "x");
+  check_rank(w_in, 2, op, "w_bits");
+  check_rank(alpha_in, 1, op, "alpha");
+  TORCH_CHECK(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kBFloat16, op,
+              ": x must be float32 or bfloat16, got ", x_in.scalar_type());
+  check_dtype(w_in, at::kInt, op, "w_bits");
+  TORCH_CHECK(at::isFloatingType(alpha_in.scalar_type()), op,
+              ": alpha must be a floating-point tensor, got ", alpha_in.scalar_type());
+  check_same_device(x_in, w_in, op);
+  check_same_device(x_in, alpha_in, op);
+  TORCH_CHECK(x_in.size(1) == k, op, ": x has ", x_in.size(1), " columns but k = ", k);
+  check_packed_words(w_in, k, op, "w_bits");
+  TORCH_CHECK(alpha_in.size(0) == w_in.size(0), op, ": alpha has ", alpha_in.size(0),
+              " entries but w_bits has ", w_in.size(0), " rows");
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor w = w_in.contiguous();
+  const at::Tensor alpha = alpha_in.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty({x.size(0), w.size(0)}, x.options());
+  if (out.numel() == 0) return out;
+  const CpuIsa isa = active_cpu_isa();
+  const auto* wp = reinterpret_cast<const uint32_t*>(w.data_ptr<int32_t>());
+
+  if (x.scalar_type() == at::kBFloat16) {
+    const BwnProblem<c10::BFloat16> p{x.data_ptr<c10::BFloat16>(), wp, alpha.data_ptr<float>(),
+                                      nullptr, out.data_ptr<c10::BFloat16>(), x.size(0),
+                                      w.size(0), k, w.size(1)};
+    if (isa == CpuIsa::Avx512 && cpu_features().avx512bf16) {
+      run(p, kAvx512MR, kAvx512NR, tile_bf16);
+    } else {
+      run(p, 1, 8, tile_portable<c10::BFloat16>);
+    }
+    return out;
+  }
+  std::vector<float> row_sums;
+  if (isa == CpuIsa::Avx512) {
+    row_sums.resize(x.size(0));
+    row_sums_avx512(x.data_ptr<float>(), row_sums.data(), x.size(0), k);
+  }
+  const BwnProblem<float> p{x.data_ptr<float>(), wp, alpha.data_ptr<float>(), row_sums.data(),
+                            out.data_ptr<float>(), x.size(0), w.size(0), k, w.size(1)};
+  switch (isa) {
+    case CpuIsa::Avx512:
+      run(p, kAvx512MR, kAvx512NR, tile_avx512);
+      break;
+    case CpuIsa::Avx2:
+      run(p, kAvx2MR, kAvx2NR, tile_avx2);
+      break;
+    case CpuIsa::Portable:
+      run(p, 1, 8, tile_portable<float>);
+      break;
+  }
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(emokernels, CPU, m) { m.impl("bwn_gemm", &bwn_gemm_cpu); }
+
+}  // namespace emokernels

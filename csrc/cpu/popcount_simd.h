@@ -1,0 +1,47 @@
+// Shared SIMD pieces of the popcount kernels (xnor_gemm).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#define EMOKERNELS_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq"
+#define EMOKERNELS_AVX2_TARGET "avx2,fma,popcnt"
+
+namespace emokernels {
+
+// Mask of the valid bits of the last word when only k of its row's bits count.
+inline uint32_t last_word_mask(int64_t k) {
+  const int64_t r = k % 32;
+  return r == 0 ? 0xFFFFFFFFu : ((1u << r) - 1u);
+}
+
+// Sums each of 8 vectors of 8 int64 lanes; lane i of the result is the total of v[i].
+__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline __m512i reduce8_epi64(const __m512i* v) {
+  __m512i t[4];
+  for (int p = 0; p < 4; ++p) {
+    t[p] = _mm512_add_epi64(_mm512_unpacklo_epi64(v[2 * p], v[2 * p + 1]),
+                            _mm512_unpackhi_epi64(v[2 * p], v[2 * p + 1]));
+  }
+  __m512i u[2];
+  for (int p = 0; p < 2; ++p) {
+    u[p] = _mm512_add_epi64(_mm512_shuffle_i64x2(t[2 * p], t[2 * p + 1], 0x88),
+                            _mm512_shuffle_i64x2(t[2 * p], t[2 * p + 1], 0xDD));
+  }
+  return _mm512_add_epi64(_mm512_shuffle_i64x2(u[0], u[1], 0x88),
+                          _mm512_shuffle_i64x2(u[0], u[1], 0xDD));
+}
+
+// Per-64-bit-lane popcount of a 256-bit vector by the nibble lookup (AVX2 has no vpopcnt).
+__attribute__((target(EMOKERNELS_AVX2_TARGET))) inline __m256i popcount_epi64_avx2(__m256i v) {
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
+                                       2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  const __m256i lo = _mm256_and_si256(v, nibble);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+  const __m256i bytes =
+      _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+  return _mm256_sad_epu8(bytes, _mm256_setzero_si256());
+}
+
+}  // namespace emokernels

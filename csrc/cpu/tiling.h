@@ -1,0 +1,45 @@
+// Parallel loop over the output tiles of a GEMM-shaped CPU kernel.
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+
+namespace emokernels {
+
+// Calls tile(m0, m_count, n0, n_count) for every mr x nr tile of an m x n output, in parallel.
+// Work items are (column block, row tile) pairs, column-block-major, so one thread's share
+// reuses a block of the right operand (kept in L1/L2) across many row tiles. Each output
+// element is computed by exactly one call, so results do not depend on the thread count.
+template <typename F>
+void parallel_tiles(int64_t m, int64_t n, int64_t mr, int64_t nr, int64_t col_block,
+                    const F& tile) {
+  const int64_t row_tiles = (m + mr - 1) / mr;
+  const int64_t col_blocks = (n + col_block - 1) / col_block;
+  at::parallel_for(0, row_tiles * col_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t m0 = (t % row_tiles) * mr;
+      const int64_t n_begin = (t / row_tiles) * col_block;
+      const int64_t n_end = std::min(n, n_begin + col_block);
+      const int m_count = static_cast<int>(std::min(mr, m - m0));
+      for (int64_t n0 = n_begin; n0 < n_end; n0 += nr) {
+        tile(m0, m_count, n0, static_cast<int>(std::min(nr, n_end - n0)));
+      }
+    }
+  });
+}
+
+// Row pointers of a tile. Rows past `count` repeat the first row so inner loops never branch;
+// their results are dropped by the caller.
+template <typename T, size_t N>
+std::array<const T*, N> tile_rows(const T* base, int64_t first, int count, int64_t stride) {
+  std::array<const T*, N> rows{};
+  for (size_t i = 0; i < N; ++i) {
+    rows[i] = base + (first + (static_cast<int>(i) < count ? static_cast<int64_t>(i) : 0)) * stride;
+  }
+  return rows;
+}
+
+}  // namespace emokernels

@@ -1,0 +1,37 @@
+// Every op schema of the emokernels library. Backends register kernels only.
+#include <Python.h>
+#include <torch/library.h>
+
+#include "common/cpu_features.h"
+
+// The extension is loaded for its op registrations; it exposes no Python functions.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+
+namespace {
+std::string cpu_features_op() { return emokernels::cpu_feature_string(); }
+std::string cpu_isa_op() { return emokernels::cpu_isa_name(emokernels::active_cpu_isa()); }
+std::string cpu_kernel_path_op(std::string op, std::string dtype) {
+  return emokernels::cpu_kernel_path(op, dtype);
+}
+bool cuda_compiled_op() {
+#ifdef EMOKERNELS_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+TORCH_LIBRARY(emokernels, m) {
+  m.def("pack_bits(Tensor x) -> Tensor");
+  m.def("xnor_gemm(Tensor a_bits, Tensor b_bits, int k) -> Tensor");
+  m.def("bwn_gemm(Tensor x, Tensor w_bits, Tensor alpha, int k) -> Tensor");
+
+  m.def("cpu_features() -> str", &cpu_features_op);
+  m.def("cpu_isa() -> str", &cpu_isa_op);
+  m.def("cpu_kernel_path(str op, str dtype) -> str", &cpu_kernel_path_op);
+  m.def("cuda_compiled() -> bool", &cuda_compiled_op);
+}

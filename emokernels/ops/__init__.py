@@ -1,0 +1,8 @@
+"""Typed wrappers of the ``torch.ops.emokernels`` custom ops; modules call these, never _C."""
+
+from ._words import words_for_bits
+from .bwn_gemm import bwn_gemm
+from .pack_bits import pack_bits, unpack_bits
+from .xnor_gemm import xnor_gemm
+
+__all__ = ["bwn_gemm", "pack_bits", "unpack_bits", "words_for_bits", "xnor_gemm"]

@@ -1,0 +1,64 @@
+"""Builds emokernels._C: C++ CPU kernels always, CUDA kernels when torch and a toolkit allow.
+
+EMOKERNELS_CUDA=1 forces the CUDA sources (error if impossible), =0 skips them, unset = auto.
+"""
+
+import glob
+import os
+
+from setuptools import setup
+
+if "CUDA_HOME" not in os.environ and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    # torch's own guess follows `which nvcc`, which may be a symlink dir without the libraries.
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import (  # noqa: E402
+    CUDA_HOME,
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def want_cuda() -> bool:
+    flag = os.environ.get("EMOKERNELS_CUDA", "auto").lower()
+    possible = torch.version.cuda is not None and CUDA_HOME is not None
+    if flag in ("0", "off", "false", "no"):
+        return False
+    if flag in ("1", "on", "true", "yes"):
+        if not possible:
+            raise RuntimeError(
+                "EMOKERNELS_CUDA=1 but torch has no CUDA build or no CUDA toolkit was found "
+                f"(torch.version.cuda={torch.version.cuda}, CUDA_HOME={CUDA_HOME})"
+            )
+        return True
+    return possible
+
+
+def sources(pattern: str) -> list[str]:
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern), recursive=True))
+
+
+def extension():
+    cpp = sources("csrc/*.cpp") + sources("csrc/common/*.cpp") + sources("csrc/cpu/*.cpp")
+    cxx_flags = ["-O3", "-std=c++20", "-fvisibility=hidden", "-Wno-maybe-uninitialized"]
+    cuda_sources = sources("csrc/cuda/*.cu")
+    if want_cuda() and cuda_sources:
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        return CUDAExtension(
+            "emokernels._C",
+            cpp + cuda_sources,
+            define_macros=[("EMOKERNELS_WITH_CUDA", "1")],
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "--use_fast_math"]},
+            py_limited_api=False,
+        )
+    return CppExtension("emokernels._C", cpp, extra_compile_args={"cxx": cxx_flags})
+
+
+setup(
+    ext_modules=[extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)
