@@ -44,7 +44,9 @@ def sources(pattern: str) -> list[str]:
 
 def extension():
     cpp = sources("csrc/*.cpp") + sources("csrc/common/*.cpp") + sources("csrc/cpu/*.cpp")
-    cxx_flags = ["-O3", "-std=c++20", "-fvisibility=hidden", "-Wno-maybe-uninitialized"]
+    # at::parallel_for is an OpenMP pragma in ATen's headers: without -fopenmp it runs serially.
+    cxx_flags = ["-O3", "-std=c++20", "-fvisibility=hidden", "-Wno-maybe-uninitialized", "-fopenmp"]
+    link_flags = ["-fopenmp"]
     cuda_sources = sources("csrc/cuda/*.cu")
     if want_cuda() and cuda_sources:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
@@ -53,9 +55,11 @@ def extension():
             cpp + cuda_sources,
             define_macros=[("EMOKERNELS_WITH_CUDA", "1")],
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "--use_fast_math"]},
-            py_limited_api=False,
+            extra_link_args=link_flags,
         )
-    return CppExtension("emokernels._C", cpp, extra_compile_args={"cxx": cxx_flags})
+    return CppExtension(
+        "emokernels._C", cpp, extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags
+    )
 
 
 setup(

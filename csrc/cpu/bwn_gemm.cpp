@@ -95,6 +95,21 @@ __attribute__((target(EMOKERNELS_AVX2_TARGET))) void tile_avx2(const BwnProblem<
 constexpr int kAvx512MR = 4;
 constexpr int kAvx512NR = 6;
 
+// One 16-wide chunk of k: a merge-masked add of each x row per weight row. Only the Tail chunk
+// loads under a mask (in the main loop a masked load makes GCC spill every accumulator).
+template <int MR, bool Tail>
+__attribute__((target(EMOKERNELS_AVX512_TARGET), always_inline)) inline void bwn_step_avx512(
+    __m512 (&acc)[MR][kAvx512NR], const float* const* xr, const uint32_t* const* wr, int64_t c,
+    __mmask16 load) {
+  __m512 xv[MR];
+  for (int i = 0; i < MR; ++i)
+    xv[i] = Tail ? _mm512_maskz_loadu_ps(load, xr[i] + 16 * c) : _mm512_loadu_ps(xr[i] + 16 * c);
+  for (int j = 0; j < kAvx512NR; ++j) {
+    const __mmask16 bits = _cvtu32_mask16(reinterpret_cast<const uint16_t*>(wr[j])[c]);
+    for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_mask_add_ps(acc[i][j], bits, acc[i][j], xv[i]);
+  }
+}
+
 template <int MR>
 __attribute__((target(EMOKERNELS_AVX512_TARGET))) void tile_avx512_rows(
     const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
@@ -103,19 +118,11 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) void tile_avx512_rows(
   __m512 acc[MR][kAvx512NR];
   for (auto& row : acc)
     for (auto& v : row) v = _mm512_setzero_ps();
-  const int64_t chunks = (p.k + 15) / 16;
-  const int tail = static_cast<int>(p.k - 16 * (chunks - 1));
-  const __mmask16 tail_load = static_cast<__mmask16>((1u << tail) - 1u);
-  for (int64_t c = 0; c < chunks; ++c) {
-    // Lanes past k load as 0, so whatever bits pad the last word add nothing.
-    const __mmask16 load = c + 1 < chunks ? static_cast<__mmask16>(0xFFFF) : tail_load;
-    __m512 xv[MR];
-    for (int i = 0; i < MR; ++i) xv[i] = _mm512_maskz_loadu_ps(load, xr[i] + 16 * c);
-    for (int j = 0; j < kAvx512NR; ++j) {
-      const __mmask16 bits = reinterpret_cast<const uint16_t*>(wr[j])[c];
-      for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_mask_add_ps(acc[i][j], bits, acc[i][j], xv[i]);
-    }
-  }
+  const int64_t full = (p.k - 1) / 16;
+  for (int64_t c = 0; c < full; ++c) bwn_step_avx512<MR, false>(acc, xr.data(), wr.data(), c, 0xFFFF);
+  // Lanes past k load as 0, so whatever bits pad the last word add nothing.
+  const int tail = static_cast<int>(p.k - 16 * full);
+  bwn_step_avx512<MR, true>(acc, xr.data(), wr.data(), full, static_cast<__mmask16>((1u << tail) - 1u));
   for (int i = 0; i < m_count; ++i) {
     const float total = p.row_sums[m0 + i];
     for (int j = 0; j < n_count; ++j) {
