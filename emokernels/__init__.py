@@ -4,7 +4,29 @@ import torch  # noqa: F401  (the extension links against torch's libraries)
 
 from . import _C  # noqa: F401  (registers torch.ops.emokernels.*)
 from . import ops
+from .convert import convert, freeze
+from .nn import (
+    BinaryActivation,
+    BinaryConv2d,
+    BinaryLinear,
+    XnorConv2d,
+    XnorLinear,
+)
+from .storage import load_compressed, model_size_bytes, save_compressed
 
 __version__ = "0.1.0"
 
-__all__ = ["ops", "__version__"]
+__all__ = [
+    "BinaryActivation",
+    "BinaryConv2d",
+    "BinaryLinear",
+    "XnorConv2d",
+    "XnorLinear",
+    "__version__",
+    "convert",
+    "freeze",
+    "load_compressed",
+    "model_size_bytes",
+    "ops",
+    "save_compressed",
+]

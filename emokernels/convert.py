@@ -1,0 +1,78 @@
+"""Swap the layers of a float model for compressed ones, in place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from .nn import BinaryActivation, BinaryConv2d, BinaryLinear, XnorConv2d, XnorLinear
+from .nn.packed_weight import PackedWeightMixin
+
+# method -> (replacement for nn.Conv2d, replacement for nn.Linear)
+_METHODS: dict[str, tuple[type, type] | None] = {
+    "xnor": (XnorConv2d, XnorLinear),
+    "bwn": (BinaryConv2d, BinaryLinear),
+    "binary-activations": None,
+}
+
+FilterFn = Callable[[str, nn.Module], bool]
+
+
+def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules()
+            if type(m) in (nn.Conv2d, nn.Linear) and n]
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
+            keep_first_last: bool = True, **options) -> nn.Module:
+    """Replaces ``nn.Conv2d`` / ``nn.Linear`` layers of ``model`` in place and returns it.
+
+    Args:
+        model: any module tree; layers are matched by exact type (subclasses are left alone).
+        method: ``"xnor"`` (XnorConv2d / XnorLinear), ``"bwn"`` (BinaryConv2d / BinaryLinear)
+            or ``"binary-activations"`` (a :class:`BinaryActivation` in front of the layer).
+        filter_fn: ``filter_fn(qualified_name, module) -> bool``; only layers it accepts change.
+        keep_first_last: keep the first and the last eligible layer in float (the usual choice
+            for binary networks).
+        **options: passed to the new layers (``scale_activations=True`` for ``"xnor"``).
+    """
+    if method not in _METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(_METHODS)}")
+    if method != "xnor" and options:
+        raise TypeError(f"method {method!r} takes no options, got {sorted(options)}")
+    if model.__class__ in (nn.Conv2d, nn.Linear):
+        raise TypeError("convert() swaps the children of a model; wrap a single layer in a "
+                        "container or use the layer classes' from_float")
+    layers = _candidates(model)
+    if keep_first_last:
+        layers = layers[1:-1]
+    for name, layer in layers:
+        if filter_fn is not None and not filter_fn(name, layer):
+            continue
+        replacements = _METHODS[method]
+        if replacements is None:
+            new = nn.Sequential(BinaryActivation(), layer)
+        else:
+            cls = replacements[0] if isinstance(layer, nn.Conv2d) else replacements[1]
+            new = cls.from_float(layer, **options)
+            new.train(layer.training)
+        _set_submodule(model, name, new)
+    return model
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Drops the latent float weights of every binary layer (packed bits only) and sets eval.
+
+    A frozen model runs inference only; its resident weight memory is the packed size.
+    """
+    for module in model.modules():
+        if isinstance(module, PackedWeightMixin):
+            module.freeze()
+    return model.eval()

@@ -1,0 +1,169 @@
+"""Binary-weight (BWN) and XNOR-Net drop-in replacements for ``nn.Conv2d``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import ops
+from .bit_patches import pack_patches, padding_indicator
+from .packed_weight import PackedWeightMixin
+from .ste import ste_sign
+
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+
+
+class BinaryConv2d(PackedWeightMixin, nn.Conv2d):
+    """``nn.Conv2d`` with weights ``alpha[o] * sign(W[o])``, ``alpha = mean |W[o]|`` (BWN).
+
+    Same constructor as ``nn.Conv2d`` (``groups=1``, ``padding_mode="zeros"``). Train mode
+    computes in float with a straight-through estimator; eval mode runs ``ops.bwn_gemm`` on
+    packed sign bits. Input ``[B, C, H, W]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device=None, dtype=None) -> None:
+        if groups != 1:
+            raise NotImplementedError(f"{type(self).__name__} supports groups=1 only, got {groups}")
+        if padding_mode != "zeros":
+            raise NotImplementedError(
+                f"{type(self).__name__} supports padding_mode='zeros' only, got {padding_mode!r}")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, device=device, dtype=dtype)
+        if isinstance(self.padding, str):
+            self.padding = _explicit_padding(self.padding, self.kernel_size, self.dilation)
+        self._init_packing()
+
+    @classmethod
+    def from_float(cls, module: nn.Conv2d, **options) -> BinaryConv2d:
+        """A new layer with ``module``'s geometry, latent weights and bias (copied)."""
+        if not isinstance(module, nn.Conv2d):
+            raise TypeError(f"{cls.__name__}.from_float expects nn.Conv2d, got {type(module)}")
+        layer = cls(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                    module.padding, module.dilation, module.groups, module.bias is not None,
+                    module.padding_mode, device=module.weight.device, dtype=module.weight.dtype,
+                    **options)
+        with torch.no_grad():
+            layer.weight.copy_(module.weight)
+            if module.bias is not None:
+                layer.bias.copy_(module.bias)
+        return layer
+
+    from_conv = from_float
+
+    def _geometry(self) -> dict:
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
+
+    def _finish(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Everything after ``alpha * conv(x, sign(W))``; shared by the float and packed paths."""
+        return out if self.bias is None else out + self.bias.to(out.dtype).view(1, -1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__}: expected input [B, {self.in_channels}, H, W]"
+                             f", got {tuple(x.shape)}")
+        if self.training:
+            self._check_trainable()
+            alpha = self.weight.abs().mean((1, 2, 3)).to(x.dtype).view(1, -1, 1, 1)
+            return self._finish(self._float_product(x) * alpha, x)
+        return self._packed_forward(x)
+
+    def _float_product(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, ste_sign(self.weight), None, **self._geometry())
+
+    def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        bits, alpha = self.packed_weight()
+        dtype = x.dtype if x.dtype in _KERNEL_DTYPES else torch.float32
+        b = x.shape[0]
+        patches = F.unfold(x.to(dtype), self.kernel_size, **self._geometry())  # [B, K, L]
+        ho, wo = _output_size(x.shape[2:], self.kernel_size, **self._geometry())
+        k = patches.shape[1]
+        out = ops.bwn_gemm(patches.transpose(1, 2).reshape(-1, k), bits, alpha, k)
+        out = out.view(b, ho, wo, self.out_channels).permute(0, 3, 1, 2)
+        return self._finish(out, x).to(x.dtype)
+
+
+class XnorConv2d(BinaryConv2d):
+    """XNOR-Net ``nn.Conv2d``: binary weights (times ``alpha``) and binary inputs.
+
+    Zero padding contributes 0 as in float training (the packed path corrects for padded
+    pixels). With ``scale_activations=True`` outputs are also scaled by XNOR-Net's ``K`` map
+    (mean |x| over channels, averaged over each receptive field). Eval mode runs
+    ``ops.xnor_gemm`` on bit-packed patches.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 scale_activations: bool = False, device=None, dtype=None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, device=device, dtype=dtype)
+        self.scale_activations = scale_activations
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", scale_activations={self.scale_activations}"
+
+    def _pack_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        # Channels innermost, (ky, kx) outer: the order pack_patches lays out input words in.
+        return ops.pack_bits(weight.permute(0, 2, 3, 1)).reshape(weight.shape[0], -1)
+
+    def _finish(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.scale_activations:
+            kh, kw = self.kernel_size
+            box = torch.full((1, 1, kh, kw), 1.0 / (kh * kw), dtype=x.dtype, device=x.device)
+            out = out * F.conv2d(x.abs().mean(1, keepdim=True), box, None, **self._geometry())
+        return super()._finish(out, x)
+
+    def _float_product(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(ste_sign(x), ste_sign(self.weight), None, **self._geometry())
+
+    def _sign_weight(self) -> torch.Tensor:
+        """``sign(W)`` as float32 ``[O, C, kh, kw]``, recovered from the packed bits."""
+        bits, _ = self.packed_weight()
+        kh, kw = self.kernel_size
+        words = bits.shape[1] // (kh * kw)
+        signs = ops.unpack_bits(bits, bits.shape[1] * 32).view(-1, kh, kw, 32 * words)
+        return signs[..., : self.in_channels].permute(0, 3, 1, 2)
+
+    def _count_fix(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """int32 ``[Ho*Wo, O]`` added to the raw XNOR counts of an input of this size.
+
+        Padded pixels pack as all-zero words (-1 in every real channel) where float training has
+        0: add back ``sum sign(W)`` over each output's padded taps. Channel padding bits are 0 in
+        both operands and count +1 each: subtract them.
+        """
+        kh, kw = self.kernel_size
+        words = self.packed_weight()[0].shape[1] // (kh * kw)
+        indicator = padding_indicator(height, width, self.padding, device)
+        tap_sums = self._sign_weight().sum(1, keepdim=True)
+        fix = F.conv2d(indicator, tap_sums, None, self.stride, 0, self.dilation)
+        fix = fix.round().to(torch.int32)[0].flatten(1).T
+        return (fix - kh * kw * (32 * words - self.in_channels)).contiguous()
+
+    def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        bits, alpha = self.packed_weight()
+        kh, kw = self.kernel_size
+        patches, ho, wo = pack_patches(x, self.kernel_size, **self._geometry())
+        counts = ops.xnor_gemm(patches, bits, 32 * patches.shape[1])
+        fix = self.derived(("fix", *x.shape[2:], x.device),
+                           lambda: self._count_fix(x.shape[2], x.shape[3], x.device))
+        counts = counts.view(x.shape[0], ho * wo, -1) + fix
+        out = counts.view(x.shape[0], ho, wo, -1).permute(0, 3, 1, 2).to(x.dtype)
+        return self._finish(out * alpha.to(x.dtype).view(1, -1, 1, 1), x)
+
+
+def _output_size(size, kernel_size, stride, padding, dilation) -> tuple[int, int]:
+    out = []
+    for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation):
+        out.append((n + 2 * p - d * (k - 1) - 1) // s + 1)
+    return out[0], out[1]
+
+
+def _explicit_padding(mode: str, kernel_size, dilation) -> tuple[int, int]:
+    if mode == "valid":
+        return (0, 0)
+    total = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+    if any(t % 2 for t in total):
+        raise NotImplementedError("padding='same' needs an odd effective kernel size here")
+    return (total[0] // 2, total[1] // 2)

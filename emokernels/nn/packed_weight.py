@@ -1,0 +1,90 @@
+"""Shared state of the binary layers: latent float weights while training, packed bits after.
+
+A layer packs its weights the first time it runs in eval mode and again only when the latent
+weights change (tracked through the tensor version counter). ``freeze()`` keeps only the packed
+buffers, which is what ``save_compressed`` stores.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import ops
+
+
+class PackedWeightMixin:
+    """Mixin for a module with ``weight`` ``[out, ...]`` that runs on packed sign bits."""
+
+    weight: nn.Parameter | None
+    _pack_key: tuple | None
+    _packed: tuple[torch.Tensor, torch.Tensor] | None
+
+    def _init_packing(self) -> None:
+        self._pack_key = None
+        self._packed = None
+        self._derived: dict = {}
+
+    @property
+    def is_frozen(self) -> bool:
+        return "weight_bits" in self._buffers
+
+    def _pack_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """Packed sign bits ``[out, W]`` in the bit order the layer's kernel expects."""
+        return ops.pack_bits(weight.reshape(weight.shape[0], -1))
+
+    def _pack(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = weight.detach()
+        alpha = w.abs().reshape(w.shape[0], -1).mean(1).float()
+        return self._pack_weight(w), alpha
+
+    def packed_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight_bits int32 [out, W], alpha float32 [out])``, packed once per weight change."""
+        if torch.compiler.is_compiling():
+            # Traced graphs hold no Python-side caches: they pack (or read buffers) every call.
+            return (self.weight_bits, self.alpha) if self.is_frozen else self._pack(self.weight)
+        source = self.weight_bits if self.is_frozen else self.weight
+        key = (self.is_frozen, source._version, source.data_ptr(), source.device)
+        if key != self._pack_key:
+            self._packed = (self.weight_bits, self.alpha) if self.is_frozen else self._pack(source)
+            self._pack_key = key
+            self._derived = {}
+        return self._packed
+
+    def derived(self, name, make):
+        """A value derived from the packed weights, cached until they change."""
+        if torch.compiler.is_compiling():
+            return make()
+        self.packed_weight()
+        if name not in self._derived:
+            self._derived[name] = make()
+        return self._derived[name]
+
+    def freeze(self) -> None:
+        """Drops the latent float weights, keeping packed bits and alpha as buffers."""
+        if self.is_frozen:
+            return
+        bits, alpha = self.packed_weight()
+        self._frozen_shape = tuple(self.weight.shape)
+        del self.weight
+        self.register_parameter("weight", None)
+        self.register_buffer("weight_bits", bits.clone())
+        self.register_buffer("alpha", alpha.clone())
+        self._packed = None
+        self._pack_key = None
+
+    def _frozen_placeholders(self) -> None:
+        """Turns a fresh module into an empty frozen one, ready for ``load_state_dict``."""
+        bits, alpha = self._pack(self.weight)
+        self.register_buffer("weight_bits", torch.zeros_like(bits), persistent=True)
+        self.register_buffer("alpha", torch.zeros_like(alpha), persistent=True)
+        self._frozen_shape = tuple(self.weight.shape)
+        del self.weight
+        self.register_parameter("weight", None)
+
+    def _check_trainable(self) -> None:
+        if self.is_frozen:
+            raise RuntimeError(
+                f"{type(self).__name__} is frozen (latent float weights dropped): it runs in "
+                "eval mode only; call .eval() before using it"
+            )
