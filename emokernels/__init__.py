@@ -2,8 +2,10 @@
 
 import torch  # noqa: F401  (the extension links against torch's libraries)
 
-from . import _C  # noqa: F401  (registers torch.ops.emokernels.*)
-from . import ops
+from . import (
+    _C,  # noqa: F401  (registers torch.ops.emokernels.*)
+    ops,
+)
 from .convert import convert, freeze
 from .nn import (
     BinaryActivation,

@@ -28,10 +28,15 @@ def save_compressed(model: nn.Module, path: str | os.PathLike) -> None:
     freeze(model)
     layers = {name: {"class": type(m).__name__, **_layer_options(m)}
               for name, m in model.named_modules() if isinstance(m, PackedWeightMixin)}
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    # Cloned: tied weights share storage, which safetensors refuses to write.
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     tmp = f"{os.fspath(path)}.tmp"
-    save_file(state, tmp, metadata={_META_KEY: json.dumps(layers)})
-    os.replace(tmp, path)
+    try:
+        save_file(state, tmp, metadata={_META_KEY: json.dumps(layers)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def load_compressed(model: nn.Module, path: str | os.PathLike) -> nn.Module:
@@ -71,16 +76,14 @@ def load_compressed(model: nn.Module, path: str | os.PathLike) -> nn.Module:
 def model_size_bytes(model: nn.Module) -> int:
     """Minimum bytes to store the model's weights (the paper's "model size").
 
-    Binary layers count as packed bits + alpha + bias whether frozen or not; other layers count
-    their parameters and floating-point buffers (e.g. BatchNorm statistics) at their dtype.
+    Binary layers count as ceil(k/32) packed words per output + alpha + bias, frozen or not;
+    other layers count their parameters and floating-point buffers (e.g. BatchNorm statistics)
+    at their dtype.
     """
     total = 0
     for module in model.modules():
         if isinstance(module, PackedWeightMixin):
-            bits, alpha = module.packed_weight()
-            total += bits.numel() * bits.element_size() + alpha.numel() * alpha.element_size()
-            if module.bias is not None:
-                total += module.bias.numel() * module.bias.element_size()
+            total += module.packed_size_bytes()
             continue
         for t in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
             if t.is_floating_point():

@@ -105,6 +105,7 @@ std::string cpu_kernel_path(const std::string& op, const std::string& dtype) {
     if (isa == CpuIsa::Avx512 && cpu_features().avx512bf16) return "avx512-bf16";
     return "portable";
   }
+  if (op == "pack_bits" && dtype != "float32") return "portable";
   if (op == "xnor_gemm" && isa == CpuIsa::Avx512) return "avx512-vpopcntdq";
   return cpu_isa_name(isa);
 }

@@ -53,6 +53,9 @@ class BinaryConv2d(PackedWeightMixin, nn.Conv2d):
 
     from_conv = from_float
 
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels, *self.kernel_size)
+
     def _geometry(self) -> dict:
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
 
@@ -143,19 +146,18 @@ class XnorConv2d(BinaryConv2d):
 
     def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         bits, alpha = self.packed_weight()
-        kh, kw = self.kernel_size
         patches, ho, wo = pack_patches(x, self.kernel_size, **self._geometry())
         counts = ops.xnor_gemm(patches, bits, 32 * patches.shape[1])
         fix = self.derived(("fix", *x.shape[2:], x.device),
                            lambda: self._count_fix(x.shape[2], x.shape[3], x.device))
-        counts = counts.view(x.shape[0], ho * wo, -1) + fix
-        out = counts.view(x.shape[0], ho, wo, -1).permute(0, 3, 1, 2).to(x.dtype)
+        counts = counts.view(x.shape[0], ho * wo, self.out_channels) + fix
+        out = counts.view(x.shape[0], ho, wo, self.out_channels).permute(0, 3, 1, 2).to(x.dtype)
         return self._finish(out * alpha.to(x.dtype).view(1, -1, 1, 1), x)
 
 
 def _output_size(size, kernel_size, stride, padding, dilation) -> tuple[int, int]:
     out = []
-    for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation):
+    for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation, strict=True):
         out.append((n + 2 * p - d * (k - 1) - 1) // s + 1)
     return out[0], out[1]
 
@@ -163,7 +165,7 @@ def _output_size(size, kernel_size, stride, padding, dilation) -> tuple[int, int
 def _explicit_padding(mode: str, kernel_size, dilation) -> tuple[int, int]:
     if mode == "valid":
         return (0, 0)
-    total = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+    total = [d * (k - 1) for k, d in zip(kernel_size, dilation, strict=True)]
     if any(t % 2 for t in total):
         raise NotImplementedError("padding='same' needs an odd effective kernel size here")
     return (total[0] // 2, total[1] // 2)

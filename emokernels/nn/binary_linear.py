@@ -38,6 +38,9 @@ class BinaryLinear(PackedWeightMixin, nn.Linear):
                 layer.bias.copy_(module.bias)
         return layer
 
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_features, self.in_features)
+
     def _finish(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Everything after ``alpha * (x @ sign(W).T)``; shared by the float and packed paths."""
         return out if self.bias is None else out + self.bias.to(out.dtype)

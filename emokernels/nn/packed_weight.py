@@ -65,7 +65,6 @@ class PackedWeightMixin:
         if self.is_frozen:
             return
         bits, alpha = self.packed_weight()
-        self._frozen_shape = tuple(self.weight.shape)
         del self.weight
         self.register_parameter("weight", None)
         self.register_buffer("weight_bits", bits.clone())
@@ -78,9 +77,24 @@ class PackedWeightMixin:
         bits, alpha = self._pack(self.weight)
         self.register_buffer("weight_bits", torch.zeros_like(bits), persistent=True)
         self.register_buffer("alpha", torch.zeros_like(alpha), persistent=True)
-        self._frozen_shape = tuple(self.weight.shape)
         del self.weight
         self.register_parameter("weight", None)
+
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of the latent float weight (also once frozen)."""
+        raise NotImplementedError
+
+    def packed_size_bytes(self) -> int:
+        """Minimum bytes of the binary weight: ceil(k/32) words per output, alpha and bias.
+
+        The kernel layout may pad more (XNOR convolutions pad each tap's channels to a word).
+        """
+        out, *rest = self.weight_shape()
+        k = 1
+        for n in rest:
+            k *= n
+        bias = 0 if self.bias is None else self.bias.numel() * self.bias.element_size()
+        return out * ops.words_for_bits(k) * 4 + out * 4 + bias
 
     def _check_trainable(self) -> None:
         if self.is_frozen:

@@ -29,6 +29,8 @@ def _(x: torch.Tensor, w_bits: torch.Tensor, alpha: torch.Tensor, k: int) -> tor
     torch._check(x.shape[1] == k and w_bits.shape[1] == words_for_bits(k),
                  lambda: "bwn_gemm: shapes do not match k")
     torch._check(alpha.shape[0] == w_bits.shape[0], lambda: "bwn_gemm: alpha must have N entries")
+    torch._check(x.device == w_bits.device == alpha.device,
+                 lambda: "bwn_gemm: all tensors must be on one device")
     return x.new_empty((x.shape[0], w_bits.shape[0]))
 
 

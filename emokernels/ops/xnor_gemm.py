@@ -26,4 +26,6 @@ def _(a_bits: torch.Tensor, b_bits: torch.Tensor, k: int) -> torch.Tensor:
                  lambda: "xnor_gemm: operands must be int32")
     torch._check(a_bits.shape[1] == b_bits.shape[1] == words_for_bits(k),
                  lambda: "xnor_gemm: word counts must equal ceil(k/32)")
+    torch._check(a_bits.device == b_bits.device,
+                 lambda: "xnor_gemm: all tensors must be on one device")
     return a_bits.new_empty((a_bits.shape[0], b_bits.shape[0]))

@@ -1,0 +1,36 @@
+# make demo | make test | make bench — each creates or reuses .venv and installs what it needs.
+PYTHON ?= python3
+TORCH_VERSION ?= 2.14.1
+VENV ?= .venv
+# torch's own guess follows `which nvcc` and may pick a prefix without the CUDA libraries.
+export CUDA_HOME ?= /usr/local/cuda
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.emokernels-installed
+
+.PHONY: install demo test bench lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml setup.py $(shell find csrc -type f 2>/dev/null)
+	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" ninja "setuptools>=64" wheel numpy
+	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/emokernels info
+	$(VENV)/bin/emokernels demo --out demo_out
+
+test: install
+	$(PY) -m ruff check emokernels python_tests benchmarks
+	$(PY) -m pytest -q -ra
+
+bench: install
+	$(PY) benchmarks/bench_xnor_gemm.py
+	$(PY) benchmarks/bench_bwn_gemm.py
+	$(PY) benchmarks/bench_binary_conv.py
+
+clean:
+	rm -rf build $(VENV) emokernels/_C*.so *.egg-info

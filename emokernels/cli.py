@@ -1,0 +1,56 @@
+"""The ``emokernels`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+import torch
+
+import emokernels
+
+# The input dtypes whose kernel path differs, per op.
+OPS = {"pack_bits": ("float32", "bfloat16"), "xnor_gemm": ("int32",),
+       "bwn_gemm": ("float32", "bfloat16")}
+
+
+def info_lines() -> list[str]:
+    """Versions, compiled backends, CPU features and the kernel path each op takes."""
+    kernels = torch.ops.emokernels
+    cuda = kernels.cuda_compiled()
+    lines = [
+        f"emokernels {emokernels.__version__}",
+        f"torch {torch.__version__} (CUDA build: {torch.version.cuda or 'no'})",
+        f"python {platform.python_version()} on {platform.machine()}",
+        f"backends: CPU{', CUDA' if cuda else ''} compiled; CUDA device: "
+        f"{torch.cuda.get_device_name() if cuda and torch.cuda.is_available() else 'none'}",
+        f"cpu features: {kernels.cpu_features() or 'none detected'}",
+        f"cpu path: {kernels.cpu_isa()} (force with EMOKERNELS_CPU_ISA=avx512|avx2|portable)",
+        f"threads: {torch.get_num_threads()}",
+        "kernel paths:",
+    ]
+    for op, dtypes in OPS.items():
+        paths = ", ".join(f"{d}: {kernels.cpu_kernel_path(op, d)}" for d in dtypes)
+        lines.append(f"  {op:<10} cpu ({paths})" + ("; cuda" if cuda else ""))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="emokernels", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="versions, backends, CPU features and kernel paths")
+    demo = sub.add_parser("demo", help="convert a small CNN to XNOR / BWN and measure it")
+    demo.add_argument("--out", default="demo_out", help="folder for the JSON results")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        print("\n".join(info_lines()))
+        return 0
+    from .demo import run_demo
+
+    run_demo(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from emokernels import ops
+
+from .conftest import signs
+
+SHAPES = [(1, 1, 1), (1, 9, 33), (2, 3, 31), (5, 7, 64), (13, 17, 100), (3, 8, 512), (4, 8, 527),
+          (29, 45, 1000), (64, 40, 2304), (7, 70, 4111)]
+
+
+def reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (signs(a) @ signs(b).T).to(torch.int32)
+
+
+@pytest.mark.parametrize("m, n, k", SHAPES)
+def test_matches_reference(isa, m, n, k):
+    a, b = torch.randn(m, k), torch.randn(n, k)
+    out = ops.xnor_gemm(ops.pack_bits(a), ops.pack_bits(b), k)
+    assert out.dtype == torch.int32
+    assert torch.equal(out, reference(a, b))
+
+
+@pytest.mark.parametrize("k", [1, 17, 40, 95, 543])
+def test_bits_past_k_are_ignored(isa, k):
+    a, b = torch.randn(6, k), torch.randn(10, k)
+    a_bits, b_bits = ops.pack_bits(a), ops.pack_bits(b)
+    if k % 32:
+        garbage = ~((1 << (k % 32)) - 1)  # every bit past k in the last word set
+        a_bits[:, -1] |= garbage
+        b_bits[::2, -1] |= garbage
+    assert torch.equal(ops.xnor_gemm(a_bits, b_bits, k), reference(a, b))
+
+
+def test_same_result_for_any_thread_count(isa):
+    a, b = ops.pack_bits(torch.randn(67, 900)), ops.pack_bits(torch.randn(83, 900))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ops.xnor_gemm(a, b, 900)
+        torch.set_num_threads(max(2, threads))
+        many = ops.xnor_gemm(a, b, 900)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, many)
+
+
+def test_non_contiguous_operands():
+    a = ops.pack_bits(torch.randn(9, 200))
+    b = ops.pack_bits(torch.randn(12, 400))[:, ::2]
+    assert not b.is_contiguous()
+    assert torch.equal(ops.xnor_gemm(a, b, 200), ops.xnor_gemm(a, b.contiguous(), 200))
+
+
+def test_empty_batch():
+    out = ops.xnor_gemm(torch.zeros(0, 3, dtype=torch.int32), ops.pack_bits(torch.randn(5, 70)), 70)
+    assert out.shape == (0, 5)
+
+
+def _bits(rows, words):
+    return torch.randint(-(2**31), 2**31 - 1, (rows, words), dtype=torch.int32)
+
+
+@pytest.mark.parametrize(
+    "a, b, k, message",
+    [
+        (_bits(3, 2).float(), _bits(4, 2), 64, "must be Int"),
+        (_bits(3, 2), _bits(4, 2).long(), 64, "must be Int"),
+        (_bits(3, 2)[None], _bits(4, 2), 64, "must be 2-D"),
+        (_bits(3, 2), _bits(4, 3), 64, "same number of words"),
+        (_bits(3, 2), _bits(4, 2), 65, r"ceil\(k/32\)"),
+        (_bits(3, 2), _bits(4, 2), 32, r"ceil\(k/32\)"),
+        (_bits(3, 2), _bits(4, 2), 0, "k must be >= 1"),
+        (_bits(3, 2), _bits(4, 2), -5, "k must be >= 1"),
+    ],
+)
+def test_bad_input(a, b, k, message):
+    with pytest.raises(RuntimeError, match=message):
+        ops.xnor_gemm(a, b, k)
+
+
+def test_device_mismatch():
+    with pytest.raises(RuntimeError):
+        ops.xnor_gemm(_bits(3, 2), _bits(4, 2).to("meta"), 64)
+
+
+def test_opcheck():
+    args = (ops.pack_bits(torch.randn(5, 70)), ops.pack_bits(torch.randn(6, 70)), 70)
+    torch.library.opcheck(torch.ops.emokernels.xnor_gemm.default, args)
