@@ -1,0 +1,60 @@
+"""Eval-mode XnorConv2d / BinaryConv2d (frozen) versus nn.Conv2d float32 on VGG-S's layers."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from harness import median_seconds, report
+from torch import nn
+
+import emokernels as ek
+
+# VGG-S at 224x224: (name, in, out, kernel, padding, input side)
+LAYERS = [
+    ("conv2", 96, 256, 5, 1, 37),
+    ("conv3", 256, 512, 3, 1, 18),
+    ("conv4", 512, 512, 3, 1, 18),
+    ("conv5", 512, 512, 3, 1, 18),
+]
+
+
+def run(batches: list[int]) -> list[dict]:
+    rows = []
+    torch.manual_seed(0)
+    for name, cin, cout, kernel, padding, side in LAYERS:
+        conv = nn.Conv2d(cin, cout, kernel, padding=padding).eval()
+        xnor = ek.XnorConv2d.from_conv(conv)
+        bwn = ek.BinaryConv2d.from_conv(conv)
+        xnor.freeze()
+        bwn.freeze()
+        xnor.eval()
+        bwn.eval()
+        for batch in batches:
+            x = torch.randn(batch, cin, side, side)
+            with torch.inference_mode():
+                times = {tag: median_seconds(lambda m=m, x=x: m(x), repeats=10, min_time=0.3)
+                         for tag, m in (("conv", conv), ("xnor", xnor), ("bwn", bwn))}
+            rows.append({
+                "layer": name, "batch": batch, "shape": f"{cin}->{cout} {kernel}x{kernel} @{side}",
+                "conv_ms": 1e3 * times["conv"], "xnor_ms": 1e3 * times["xnor"],
+                "bwn_ms": 1e3 * times["bwn"],
+                "xnor_speedup": times["conv"] / times["xnor"],
+                "bwn_speedup": times["conv"] / times["bwn"],
+            })
+    return rows
+
+
+COLUMNS = [
+    ("layer", "layer", ""), ("batch", "batch", "d"), ("shape", "shape", ""),
+    ("conv_ms", "conv ms", ".2f"), ("xnor_ms", "xnor ms", ".2f"),
+    ("xnor_speedup", "x conv", ".2f"), ("bwn_ms", "bwn ms", ".2f"),
+    ("bwn_speedup", "x conv", ".2f"),
+]
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    args = parser.parse_args()
+    report("binary_conv", "VGG-S conv layers, eval mode: binary layers vs nn.Conv2d float32",
+           COLUMNS, run(args.batches))

@@ -1,0 +1,75 @@
+"""xnor_gemm versus float32 torch.matmul and int8 torch._int_mm on the same shapes.
+
+Binary MACs per second = M*N*K / time. The packed operands are prepared outside the timed
+region (weights are packed once; activations' packing is timed separately as pack_ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from harness import median_seconds, report
+
+from emokernels import ops
+
+SHAPES = {
+    "S1 conv 56x56": (3136, 256, 2304),
+    "S2 fc6 b64": (64, 4096, 18432),
+    "S3 fc6 b1": (1, 4096, 18432),
+    "sweep 512": (512, 512, 512),
+    "sweep 1024": (1024, 1024, 1024),
+    "sweep 2048": (2048, 2048, 2048),
+    "sweep 4096": (4096, 4096, 4096),
+}
+
+
+def int8_mm_seconds(m: int, n: int, k: int) -> float | None:
+    a = torch.randint(-127, 127, (m, k), dtype=torch.int8)
+    b = torch.randint(-127, 127, (k, n), dtype=torch.int8)
+    try:
+        torch._int_mm(a, b)
+    except RuntimeError:
+        return None  # shape or platform not supported by this torch build
+    return median_seconds(lambda: torch._int_mm(a, b), repeats=10, min_time=0.3)
+
+
+def measure(label: str, m: int, n: int, k: int) -> dict:
+    a, b = torch.randn(m, k), torch.randn(n, k)
+    a_bits, b_bits = ops.pack_bits(a), ops.pack_bits(b)
+    t_xnor = median_seconds(lambda: ops.xnor_gemm(a_bits, b_bits, k), repeats=20, min_time=0.3)
+    t_pack = median_seconds(lambda: ops.pack_bits(a), repeats=20, min_time=0.2)
+    bt = b.T.contiguous()
+    t_fp32 = median_seconds(lambda: torch.matmul(a, bt), repeats=10, min_time=0.3)
+    t_int8 = int8_mm_seconds(m, n, k)
+    macs = m * n * k
+    return {
+        "shape": label, "m": m, "n": n, "k": k,
+        "fp32_ms": 1e3 * t_fp32, "int8_ms": None if t_int8 is None else 1e3 * t_int8,
+        "xnor_ms": 1e3 * t_xnor, "pack_ms": 1e3 * t_pack,
+        "xnor_tmacs": macs / t_xnor / 1e12, "fp32_gflops": 2 * macs / t_fp32 / 1e9,
+        "speedup_vs_fp32": t_fp32 / t_xnor,
+        "speedup_vs_int8": None if t_int8 is None else t_int8 / t_xnor,
+        "speedup_vs_fp32_with_pack": t_fp32 / (t_xnor + t_pack),
+    }
+
+
+def run(shapes: dict[str, tuple[int, int, int]]) -> list[dict]:
+    return [measure(label, *shape) for label, shape in shapes.items()]
+
+
+COLUMNS = [
+    ("shape", "shape", ""), ("fp32_ms", "fp32 ms", ".3f"), ("int8_ms", "int8 ms", ".3f"),
+    ("xnor_ms", "xnor ms", ".3f"), ("pack_ms", "pack A ms", ".3f"),
+    ("xnor_tmacs", "T bMAC/s", ".2f"), ("fp32_gflops", "fp32 GF/s", ".0f"),
+    ("speedup_vs_fp32", "x fp32", ".1f"), ("speedup_vs_int8", "x int8", ".1f"),
+    ("speedup_vs_fp32_with_pack", "x fp32+pk", ".1f"),
+]
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="S1-S3 only")
+    args = parser.parse_args()
+    shapes = dict(list(SHAPES.items())[:3]) if args.quick else SHAPES
+    report("xnor_gemm", "xnor_gemm vs torch.matmul (fp32) and torch._int_mm (int8)", COLUMNS,
+           run(shapes))
