@@ -97,32 +97,33 @@ constexpr int kAvx512NR = 6;
 
 // One 16-wide chunk of k: a merge-masked add of each x row per weight row. Only the Tail chunk
 // loads under a mask (in the main loop a masked load makes GCC spill every accumulator).
-template <int MR, bool Tail>
+template <int MR, int NR, bool Tail>
 __attribute__((target(EMOKERNELS_AVX512_TARGET), always_inline)) inline void bwn_step_avx512(
-    __m512 (&acc)[MR][kAvx512NR], const float* const* xr, const uint32_t* const* wr, int64_t c,
+    __m512 (&acc)[MR][NR], const float* const* xr, const uint32_t* const* wr, int64_t c,
     __mmask16 load) {
   __m512 xv[MR];
   for (int i = 0; i < MR; ++i)
     xv[i] = Tail ? _mm512_maskz_loadu_ps(load, xr[i] + 16 * c) : _mm512_loadu_ps(xr[i] + 16 * c);
-  for (int j = 0; j < kAvx512NR; ++j) {
+  for (int j = 0; j < NR; ++j) {
+    // Through _cvtu32_mask16: GCC spills the accumulators on a plain integer-to-mask move.
     const __mmask16 bits = _cvtu32_mask16(reinterpret_cast<const uint16_t*>(wr[j])[c]);
     for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_mask_add_ps(acc[i][j], bits, acc[i][j], xv[i]);
   }
 }
 
-template <int MR>
+template <int MR, int NR>
 __attribute__((target(EMOKERNELS_AVX512_TARGET))) void tile_avx512_rows(
     const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
   const auto xr = tile_rows<float, MR>(p.x, m0, m_count, p.k);
-  const auto wr = tile_rows<uint32_t, kAvx512NR>(p.w, n0, n_count, p.words);
-  __m512 acc[MR][kAvx512NR];
+  const auto wr = tile_rows<uint32_t, NR>(p.w, n0, n_count, p.words);
+  __m512 acc[MR][NR];
   for (auto& row : acc)
     for (auto& v : row) v = _mm512_setzero_ps();
   const int64_t full = (p.k - 1) / 16;
-  for (int64_t c = 0; c < full; ++c) bwn_step_avx512<MR, false>(acc, xr.data(), wr.data(), c, 0xFFFF);
+  for (int64_t c = 0; c < full; ++c) bwn_step_avx512<MR, NR, false>(acc, xr.data(), wr.data(), c, 0xFFFF);
   // Lanes past k load as 0, so whatever bits pad the last word add nothing.
   const int tail = static_cast<int>(p.k - 16 * full);
-  bwn_step_avx512<MR, true>(acc, xr.data(), wr.data(), full, static_cast<__mmask16>((1u << tail) - 1u));
+  bwn_step_avx512<MR, NR, true>(acc, xr.data(), wr.data(), full, static_cast<__mmask16>((1u << tail) - 1u));
   for (int i = 0; i < m_count; ++i) {
     const float total = p.row_sums[m0 + i];
     for (int j = 0; j < n_count; ++j) {
@@ -133,9 +134,11 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) void tile_avx512_rows(
 }
 
 void tile_avx512(const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
-  if (m_count == kAvx512MR) return tile_avx512_rows<kAvx512MR>(p, m0, m_count, n0, n_count);
-  // A short last row tile runs row by row rather than wasting lanes on repeated rows (batch 1).
-  for (int i = 0; i < m_count; ++i) tile_avx512_rows<1>(p, m0 + i, 1, n0, n_count);
+  if (m_count == kAvx512MR) {
+    return tile_avx512_rows<kAvx512MR, kAvx512NR>(p, m0, m_count, n0, n_count);
+  }
+  // A short last row tile runs row by row rather than wasting work on repeated rows.
+  for (int i = 0; i < m_count; ++i) tile_avx512_rows<1, kAvx512NR>(p, m0 + i, 1, n0, n_count);
 }
 
 __attribute__((target(EMOKERNELS_AVX512_TARGET))) void row_sums_avx512(const float* x, float* out,
@@ -152,14 +155,14 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) void row_sums_avx512(const flo
 
 // AVX-512 BF16: each 32-bit weight word becomes 32 bf16 +-1 values once per tile (one blend),
 // and vdpbf16ps multiplies them exactly against x, accumulating in float32.
-template <int MR>
+template <int MR, int NR>
 __attribute__((target(EMOKERNELS_AVX512_BF16_TARGET))) void tile_bf16_rows(
     const BwnProblem<c10::BFloat16>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
   const auto xr = tile_rows<c10::BFloat16, MR>(p.x, m0, m_count, p.k);
-  const auto wr = tile_rows<uint32_t, kAvx512NR>(p.w, n0, n_count, p.words);
+  const auto wr = tile_rows<uint32_t, NR>(p.w, n0, n_count, p.words);
   const __m512i plus = _mm512_set1_epi16(0x3F80);   // bf16 +1.0
   const __m512i minus = _mm512_set1_epi16(static_cast<int16_t>(0xBF80));  // bf16 -1.0
-  __m512 acc[MR][kAvx512NR];
+  __m512 acc[MR][NR];
   for (auto& row : acc)
     for (auto& v : row) v = _mm512_setzero_ps();
   const int tail = static_cast<int>(p.k - 32 * (p.words - 1));
@@ -168,7 +171,7 @@ __attribute__((target(EMOKERNELS_AVX512_BF16_TARGET))) void tile_bf16_rows(
     const __mmask32 load = w + 1 < p.words ? 0xFFFFFFFFu : tail_load;
     __m512i xv[MR];
     for (int i = 0; i < MR; ++i) xv[i] = _mm512_maskz_loadu_epi16(load, xr[i] + 32 * w);
-    for (int j = 0; j < kAvx512NR; ++j) {
+    for (int j = 0; j < NR; ++j) {
       const __m512i sign = _mm512_mask_blend_epi16(wr[j][w], minus, plus);
       for (int i = 0; i < MR; ++i) {
         acc[i][j] = _mm512_dpbf16_ps(acc[i][j], reinterpret_cast<__m512bh>(xv[i]),
@@ -186,8 +189,10 @@ __attribute__((target(EMOKERNELS_AVX512_BF16_TARGET))) void tile_bf16_rows(
 
 void tile_bf16(const BwnProblem<c10::BFloat16>& p, int64_t m0, int m_count, int64_t n0,
                int n_count) {
-  if (m_count == kAvx512MR) return tile_bf16_rows<kAvx512MR>(p, m0, m_count, n0, n_count);
-  for (int i = 0; i < m_count; ++i) tile_bf16_rows<1>(p, m0 + i, 1, n0, n_count);
+  if (m_count == kAvx512MR) {
+    return tile_bf16_rows<kAvx512MR, kAvx512NR>(p, m0, m_count, n0, n_count);
+  }
+  for (int i = 0; i < m_count; ++i) tile_bf16_rows<1, kAvx512NR>(p, m0 + i, 1, n0, n_count);
 }
 
 template <typename scalar_t, typename Tile>
