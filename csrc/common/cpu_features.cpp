@@ -15,6 +15,7 @@ const CpuFeatures& cpu_features() {
     f.popcnt = __builtin_cpu_supports("popcnt");
     f.avx2 = __builtin_cpu_supports("avx2");
     f.fma = __builtin_cpu_supports("fma");
+    f.bmi2 = __builtin_cpu_supports("bmi2");
     f.avx512f = __builtin_cpu_supports("avx512f");
     f.avx512bw = __builtin_cpu_supports("avx512bw");
     f.avx512vl = __builtin_cpu_supports("avx512vl");
@@ -31,7 +32,7 @@ static bool supports(CpuIsa isa) {
   const CpuFeatures& f = cpu_features();
   switch (isa) {
     case CpuIsa::Avx512:
-      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vpopcntdq;
+      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vpopcntdq && f.bmi2;
     case CpuIsa::Avx2:
       return f.avx2 && f.fma && f.popcnt;
     case CpuIsa::Portable:
@@ -90,6 +91,7 @@ std::string cpu_feature_string() {
   add(f.popcnt, "popcnt");
   add(f.avx2, "avx2");
   add(f.fma, "fma");
+  add(f.bmi2, "bmi2");
   add(f.avx512f, "avx512f");
   add(f.avx512bw, "avx512bw");
   add(f.avx512vl, "avx512vl");

@@ -11,6 +11,7 @@ struct CpuFeatures {
   bool popcnt = false;
   bool avx2 = false;
   bool fma = false;
+  bool bmi2 = false;
   bool avx512f = false;
   bool avx512bw = false;
   bool avx512vl = false;

@@ -13,6 +13,7 @@
 
 #include "../common/checks.h"
 #include "../common/cpu_features.h"
+#include "bwn_gemm_lut.h"
 #include "popcount_simd.h"
 #include "tiling.h"
 
@@ -141,6 +142,60 @@ void tile_avx512(const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0
   for (int i = 0; i < m_count; ++i) tile_avx512_rows<1, kAvx512NR>(p, m0 + i, 1, n0, n_count);
 }
 
+// Table-lookup path (bwn_gemm_lut.h) for 16 rows [m0, m0 + 16) and columns [n_begin, n_end).
+__attribute__((target(EMOKERNELS_AVX512_TARGET))) void lut_block(const BwnProblem<float>& p,
+                                                                  int64_t m0, int64_t n_begin,
+                                                                  int64_t n_end) {
+  const int rows = static_cast<int>(std::min<int64_t>(lut::kRows, p.m - m0));
+  const int64_t k_pad = (p.k + lut::kBlockK - 1) / lut::kBlockK * lut::kBlockK;
+  // Per-thread scratch, 64-byte aligned: x transposed, the tables, and the running sums.
+  static thread_local std::vector<float> scratch;
+  const int64_t cols = n_end - n_begin;
+  const int64_t floats = 16 * (k_pad + 16 * lut::kGroups + cols) + 16;
+  if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
+  float* xt = scratch.data() + (16 - (reinterpret_cast<uintptr_t>(scratch.data()) / 4) % 16) % 16;
+  float* table = xt + 16 * k_pad;
+  float* pos = table + 16 * 16 * lut::kGroups;
+  std::fill(pos, pos + 16 * cols, 0.0f);
+  lut::transpose_rows(p.x + m0 * p.k, p.k, rows, p.k, k_pad, xt);
+  for (int64_t kb = 0; kb < k_pad / lut::kBlockK; ++kb) {
+    lut::build_tables(xt + 16 * kb * lut::kBlockK, table);
+    for (int64_t n = n_begin; n < n_end; n += lut::kCols) {
+      const int count = static_cast<int>(std::min<int64_t>(lut::kCols, n_end - n));
+      const auto wr = tile_rows<uint32_t, lut::kCols>(p.w, n, count, p.words);
+      __m512 acc[lut::kCols];
+      for (auto& a : acc) a = _mm512_setzero_ps();
+      lut::accumulate_block(table, wr.data(), kb * (lut::kBlockK / 32), p.words, acc);
+      for (int j = 0; j < count; ++j) {
+        float* dst = pos + 16 * (n - n_begin + j);
+        _mm512_store_ps(dst, _mm512_add_ps(_mm512_load_ps(dst), acc[j]));
+      }
+    }
+  }
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const float* lanes = pos + 16 * (n - n_begin);
+    for (int r = 0; r < rows; ++r) {
+      p.out[(m0 + r) * p.n + n] = p.alpha[n] * (2.0f * lanes[r] - p.row_sums[m0 + r]);
+    }
+  }
+}
+
+void run_lut(const BwnProblem<float>& p) {
+  const int64_t row_blocks = (p.m + lut::kRows - 1) / lut::kRows;
+  // Few row blocks: split the columns too, so every thread has work (each split rebuilds
+  // its own tables, a small cost next to the lookups).
+  const int64_t want = 2 * at::get_num_threads();
+  const int64_t splits = row_blocks >= want ? 1 : (want + row_blocks - 1) / row_blocks;
+  const int64_t chunk = ((p.n + splits - 1) / splits + lut::kCols - 1) / lut::kCols * lut::kCols;
+  const int64_t col_blocks = (p.n + chunk - 1) / chunk;
+  at::parallel_for(0, row_blocks * col_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n0 = (t % col_blocks) * chunk;
+      lut_block(p, (t / col_blocks) * lut::kRows, n0, std::min(p.n, n0 + chunk));
+    }
+  });
+}
+
 __attribute__((target(EMOKERNELS_AVX512_TARGET))) void row_sums_avx512(const float* x, float* out,
                                                                         int64_t m, int64_t k) {
   for (int64_t r = 0; r < m; ++r) {
@@ -197,7 +252,7 @@ void tile_bf16(const BwnProblem<c10::BFloat16>& p, int64_t m0, int m_count, int6
 
 template <typename scalar_t, typename Tile>
 void run(const BwnProblem<scalar_t>& p, int64_t mr, int64_t nr, Tile tile) {
-  parallel_tiles(p.m, p.n, mr, nr, 8 * nr, [&](int64_t m0, int m_count, int64_t n0, int n_count) {
+  parallel_tiles(p.m, p.n, mr, nr, 4 * p.words, [&](int64_t m0, int m_count, int64_t n0, int n_count) {
     tile(p, m0, m_count, n0, n_count);
   });
 }
@@ -247,7 +302,11 @@ at::Tensor bwn_gemm_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
                             out.data_ptr<float>(), x.size(0), w.size(0), k, w.size(1)};
   switch (isa) {
     case CpuIsa::Avx512:
-      run(p, kAvx512MR, kAvx512NR, tile_avx512);
+      if (p.m >= lut::kRows) {
+        run_lut(p);
+      } else {
+        run(p, kAvx512MR, kAvx512NR, tile_avx512);
+      }
       break;
     case CpuIsa::Avx2:
       run(p, kAvx2MR, kAvx2NR, tile_avx2);

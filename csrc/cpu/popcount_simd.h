@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#define EMOKERNELS_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq"
+#define EMOKERNELS_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,bmi2"
 #define EMOKERNELS_AVX2_TARGET "avx2,fma,popcnt"
 
 namespace emokernels {

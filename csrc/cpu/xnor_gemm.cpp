@@ -132,7 +132,7 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) void tile_avx512(
 
 template <int MR, int NR, TileFn Fn>
 void run_tiles(const XnorProblem& p) {
-  parallel_tiles(p.m, p.n, MR, NR, 8 * NR, [&](int64_t m0, int m_count, int64_t n0, int n_count) {
+  parallel_tiles(p.m, p.n, MR, NR, 4 * p.row_words, [&](int64_t m0, int m_count, int64_t n0, int n_count) {
     const auto brows = tile_rows<uint32_t, NR>(p.b, n0, n_count, p.row_words);
     const auto arows = tile_rows<uint32_t, MR>(p.a, m0, m_count, p.row_words);
     Fn(p, arows.data(), brows.data(), p.out + m0 * p.n + n0, m_count, n_count);

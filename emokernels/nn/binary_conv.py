@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from .bit_patches import pack_patches, padding_indicator
+from .bit_patches import pack_patches, padding_indicator, patches_nhwc
 from .packed_weight import PackedWeightMixin
 from .ste import ste_sign
 
@@ -56,6 +56,10 @@ class BinaryConv2d(PackedWeightMixin, nn.Conv2d):
     def weight_shape(self) -> tuple[int, ...]:
         return (self.out_channels, self.in_channels, *self.kernel_size)
 
+    def _pack_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        # (ky, kx, channel) order, the order of patches_nhwc's rows.
+        return ops.pack_bits(weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1))
+
     def _geometry(self) -> dict:
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
 
@@ -79,12 +83,10 @@ class BinaryConv2d(PackedWeightMixin, nn.Conv2d):
     def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         bits, alpha = self.packed_weight()
         dtype = x.dtype if x.dtype in _KERNEL_DTYPES else torch.float32
-        b = x.shape[0]
-        patches = F.unfold(x.to(dtype), self.kernel_size, **self._geometry())  # [B, K, L]
-        ho, wo = _output_size(x.shape[2:], self.kernel_size, **self._geometry())
-        k = patches.shape[1]
-        out = ops.bwn_gemm(patches.transpose(1, 2).reshape(-1, k), bits, alpha, k)
-        out = out.view(b, ho, wo, self.out_channels).permute(0, 3, 1, 2)
+        patches, ho, wo = patches_nhwc(x.to(dtype).permute(0, 2, 3, 1), self.kernel_size,
+                                       **self._geometry())
+        out = ops.bwn_gemm(patches, bits, alpha, patches.shape[1])
+        out = out.view(x.shape[0], ho, wo, self.out_channels).permute(0, 3, 1, 2)
         return self._finish(out, x).to(x.dtype)
 
 
@@ -153,13 +155,6 @@ class XnorConv2d(BinaryConv2d):
         counts = counts.view(x.shape[0], ho * wo, self.out_channels) + fix
         out = counts.view(x.shape[0], ho, wo, self.out_channels).permute(0, 3, 1, 2).to(x.dtype)
         return self._finish(out * alpha.to(x.dtype).view(1, -1, 1, 1), x)
-
-
-def _output_size(size, kernel_size, stride, padding, dilation) -> tuple[int, int]:
-    out = []
-    for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation, strict=True):
-        out.append((n + 2 * p - d * (k - 1) - 1) // s + 1)
-    return out[0], out[1]
 
 
 def _explicit_padding(mode: str, kernel_size, dilation) -> tuple[int, int]:
