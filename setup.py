@@ -45,7 +45,8 @@ def sources(pattern: str) -> list[str]:
 def extension():
     cpp = sources("csrc/*.cpp") + sources("csrc/common/*.cpp") + sources("csrc/cpu/*.cpp")
     # at::parallel_for is an OpenMP pragma in ATen's headers: without -fopenmp it runs serially.
-    cxx_flags = ["-O3", "-std=c++20", "-fvisibility=hidden", "-Wno-maybe-uninitialized", "-fopenmp"]
+    cxx_flags = ["-O3", "-std=c++20", "-fvisibility=hidden", "-Wno-maybe-uninitialized", "-fopenmp",
+                 "-ffp-contract=off"]
     link_flags = ["-fopenmp"]
     cuda_sources = sources("csrc/cuda/*.cu")
     if want_cuda() and cuda_sources:

@@ -28,6 +28,9 @@ bool cuda_compiled_op() {
 TORCH_LIBRARY(emokernels, m) {
   m.def("pack_bits(Tensor x) -> Tensor");
   m.def("xnor_gemm(Tensor a_bits, Tensor b_bits, int k) -> Tensor");
+  m.def(
+      "xnor_gemm_scaled(Tensor a_bits, Tensor b_bits, int k, Tensor scale, Tensor? bias=None, "
+      "Tensor? offset=None) -> Tensor");
   m.def("bwn_gemm(Tensor x, Tensor w_bits, Tensor alpha, int k) -> Tensor");
 
   m.def("cpu_features() -> str", &cpu_features_op);

@@ -149,12 +149,15 @@ class XnorConv2d(BinaryConv2d):
     def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         bits, alpha = self.packed_weight()
         patches, ho, wo = pack_patches(x, self.kernel_size, **self._geometry())
-        counts = ops.xnor_gemm(patches, bits, 32 * patches.shape[1])
         fix = self.derived(("fix", *x.shape[2:], x.device),
                            lambda: self._count_fix(x.shape[2], x.shape[3], x.device))
-        counts = counts.view(x.shape[0], ho * wo, self.out_channels) + fix
-        out = counts.view(x.shape[0], ho, wo, self.out_channels).permute(0, 3, 1, 2).to(x.dtype)
-        return self._finish(out * alpha.to(x.dtype).view(1, -1, 1, 1), x)
+        # Without the K map, scale and bias fuse into the kernel (same float ops, same order).
+        fused_bias = None if self.scale_activations or self.bias is None else self.bias.float()
+        out = ops.xnor_gemm_scaled(patches, bits, 32 * patches.shape[1], alpha, fused_bias, fix)
+        out = out.view(x.shape[0], ho, wo, self.out_channels).permute(0, 3, 1, 2).to(x.dtype)
+        if not self.scale_activations:
+            return out
+        return self._finish(out, x)
 
 
 def _explicit_padding(mode: str, kernel_size, dilation) -> tuple[int, int]:

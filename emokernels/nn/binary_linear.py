@@ -92,6 +92,9 @@ class XnorLinear(BinaryLinear):
     def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         bits, alpha = self.packed_weight()
         x2 = x.reshape(-1, self.in_features)
-        counts = ops.xnor_gemm(ops.pack_bits(x2), bits, self.in_features)
-        out = self._finish(counts.to(x.dtype) * alpha.to(x.dtype), x2)
+        fused_bias = None if self.scale_activations or self.bias is None else self.bias.float()
+        out = ops.xnor_gemm_scaled(ops.pack_bits(x2), bits, self.in_features, alpha, fused_bias)
+        out = out.to(x.dtype)
+        if self.scale_activations:
+            out = self._finish(out, x2)
         return out.reshape(*x.shape[:-1], self.out_features)

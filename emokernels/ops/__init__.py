@@ -4,5 +4,7 @@ from ._words import words_for_bits
 from .bwn_gemm import bwn_gemm
 from .pack_bits import pack_bits, unpack_bits
 from .xnor_gemm import xnor_gemm
+from .xnor_gemm_scaled import xnor_gemm_scaled
 
-__all__ = ["bwn_gemm", "pack_bits", "unpack_bits", "words_for_bits", "xnor_gemm"]
+__all__ = ["bwn_gemm", "pack_bits", "unpack_bits", "words_for_bits", "xnor_gemm",
+           "xnor_gemm_scaled"]

@@ -1,0 +1,227 @@
+// The XNOR-popcount GEMM kernels shared by xnor_gemm and xnor_gemm_scaled (CPU).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <immintrin.h>
+
+#include <utility>
+
+#include "../common/checks.h"
+#include "../common/cpu_features.h"
+#include "popcount_simd.h"
+#include "tiling.h"
+
+namespace emokernels {
+namespace xnor {
+
+// out[m, n] = k - 2 * popcount(a[m] XOR b[n]) over the first k bits, written either as int32
+// (out_i32) or, fused, as float32 (out_f32): float(dot + offset[m % offset_rows, n]) * scale[n]
+// + bias[n], offset and bias optional. The float epilogue multiplies, then adds (never an FMA),
+// exactly as the float path of the binary layers does.
+struct XnorProblem {
+  const uint32_t* a;
+  const uint32_t* b;
+  int64_t m, n, row_words;  // row_words: stride of a and b rows, = ceil(k/32)
+  int64_t k;
+  uint32_t last_mask;
+  int32_t* out_i32 = nullptr;
+  float* out_f32 = nullptr;
+  const float* scale = nullptr;
+  const float* bias = nullptr;
+  const int32_t* offset = nullptr;
+  int64_t offset_rows = 1;
+};
+
+// Writes row m's dots for columns n0 .. n0 + count.
+inline void store_row(const XnorProblem& p, int64_t m, int64_t n0, const int32_t* dots,
+                      int count) {
+  if (p.out_f32 == nullptr) {
+    for (int j = 0; j < count; ++j) p.out_i32[m * p.n + n0 + j] = dots[j];
+    return;
+  }
+  const int32_t* offset = p.offset ? p.offset + (m % p.offset_rows) * p.n + n0 : nullptr;
+  for (int j = 0; j < count; ++j) {
+    float v = static_cast<float>(dots[j] + (offset ? offset[j] : 0)) * p.scale[n0 + j];
+    if (p.bias) v = v + p.bias[n0 + j];
+    p.out_f32[m * p.n + n0 + j] = v;
+  }
+}
+
+// A tile computes rows m0 .. m0 + MR x cols n0 .. n0 + NR; rows past the end point at a valid
+// row and their results are dropped, so the inner loops never branch on tails.
+using TileFn = void (*)(const XnorProblem& p, const uint32_t* const* arows,
+                        const uint32_t* const* brows, int64_t m0, int64_t n0, int m_valid,
+                        int n_valid);
+
+inline int32_t xnor_word_count(const uint32_t* a, const uint32_t* b, const XnorProblem& p) {
+  int64_t diff = 0;
+  for (int64_t w = 0; w + 1 < p.row_words; ++w) diff += __builtin_popcount(a[w] ^ b[w]);
+  const int64_t last = p.row_words - 1;
+  diff += __builtin_popcount((a[last] ^ b[last]) & p.last_mask);
+  return static_cast<int32_t>(p.k - 2 * diff);
+}
+
+inline void tile_portable(const XnorProblem& p, const uint32_t* const* arows,
+                          const uint32_t* const* brows, int64_t m0, int64_t n0, int m_valid,
+                          int n_valid) {
+  int32_t dots[8];
+  for (int i = 0; i < m_valid; ++i) {
+    for (int j = 0; j < n_valid; ++j) dots[j] = xnor_word_count(arows[i], brows[j], p);
+    store_row(p, m0 + i, n0, dots, n_valid);
+  }
+}
+
+constexpr int kAvx2MR = 2;
+constexpr int kAvx2NR = 4;
+
+__attribute__((target(EMOKERNELS_AVX2_TARGET))) inline void tile_avx2(
+    const XnorProblem& p, const uint32_t* const* arows, const uint32_t* const* brows, int64_t m0,
+    int64_t n0, int m_valid, int n_valid) {
+  __m256i acc[kAvx2MR][kAvx2NR];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm256_setzero_si256();
+  // Whole 8-word vectors strictly before the last word; the rest is done in scalar code.
+  const int64_t vec_words = ((p.row_words - 1) / 8) * 8;
+  for (int64_t w = 0; w < vec_words; w += 8) {
+    __m256i va[kAvx2MR];
+    for (int i = 0; i < kAvx2MR; ++i)
+      va[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(arows[i] + w));
+    for (int j = 0; j < kAvx2NR; ++j) {
+      const __m256i vb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(brows[j] + w));
+      for (int i = 0; i < kAvx2MR; ++i)
+        acc[i][j] = _mm256_add_epi64(acc[i][j], popcount_epi64_avx2(_mm256_xor_si256(va[i], vb)));
+    }
+  }
+  const int64_t last = p.row_words - 1;
+  for (int i = 0; i < m_valid; ++i) {
+    int32_t dots[kAvx2NR];
+    for (int j = 0; j < n_valid; ++j) {
+      alignas(32) int64_t lanes[4];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[i][j]);
+      int64_t diff = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+      for (int64_t w = vec_words; w < last; ++w)
+        diff += _mm_popcnt_u32(arows[i][w] ^ brows[j][w]);
+      diff += _mm_popcnt_u32((arows[i][last] ^ brows[j][last]) & p.last_mask);
+      dots[j] = static_cast<int32_t>(p.k - 2 * diff);
+    }
+    store_row(p, m0 + i, n0, dots, n_valid);
+  }
+}
+
+__attribute__((target(EMOKERNELS_AVX512_TARGET), always_inline)) inline void store_row_avx512(
+    const XnorProblem& p, int64_t m, int64_t n0, __m256i dot, __mmask8 valid) {
+  if (p.out_f32 == nullptr) return _mm256_mask_storeu_epi32(p.out_i32 + m * p.n + n0, valid, dot);
+  if (p.offset) {
+    const int32_t* offset = p.offset + (m % p.offset_rows) * p.n + n0;
+    dot = _mm256_add_epi32(dot, _mm256_maskz_loadu_epi32(valid, offset));
+  }
+  __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_maskz_loadu_ps(valid, p.scale + n0));
+  if (p.bias) v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(valid, p.bias + n0));
+  _mm256_mask_storeu_ps(p.out_f32 + m * p.n + n0, valid, v);
+}
+
+// 3 x 8 tile: 24 accumulators + 3 A vectors + 1 B vector stay in the 32 zmm registers.
+constexpr int kAvx512MR = 3;
+constexpr int kAvx512NR = 8;
+
+// One 16-word chunk of the 3 x 8 tile; the Tail chunk is loaded under a mask and cleared
+// past k so that garbage beyond k never counts.
+template <bool Tail>
+__attribute__((target(EMOKERNELS_AVX512_TARGET), always_inline)) inline void xnor_step_avx512(
+    __m512i (&acc)[kAvx512MR][kAvx512NR], const uint32_t* const* arows,
+    const uint32_t* const* brows, int64_t w, __mmask16 tail_load, __m512i tail_bits) {
+  __m512i va[kAvx512MR];
+  for (int i = 0; i < kAvx512MR; ++i) {
+    va[i] = Tail ? _mm512_and_si512(_mm512_maskz_loadu_epi32(tail_load, arows[i] + w), tail_bits)
+                 : _mm512_loadu_si512(arows[i] + w);
+  }
+  for (int j = 0; j < kAvx512NR; ++j) {
+    const __m512i vb =
+        Tail ? _mm512_and_si512(_mm512_maskz_loadu_epi32(tail_load, brows[j] + w), tail_bits)
+             : _mm512_loadu_si512(brows[j] + w);
+    for (int i = 0; i < kAvx512MR; ++i)
+      acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va[i], vb)));
+  }
+}
+
+__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void tile_avx512(
+    const XnorProblem& p, const uint32_t* const* arows, const uint32_t* const* brows, int64_t m0,
+    int64_t n0, int m_valid, int n_valid) {
+  __m512i acc[kAvx512MR][kAvx512NR];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm512_setzero_si512();
+  // The last 16-word chunk (1..16 words, holding the last word) is loaded under a mask.
+  const int64_t full = (p.row_words - 1) / 16;
+  const int tail_words = static_cast<int>(p.row_words - 16 * full);
+  const __mmask16 tail_load = static_cast<__mmask16>((1u << tail_words) - 1u);
+  const __m512i tail_bits = _mm512_mask_set1_epi32(
+      _mm512_set1_epi32(-1), static_cast<__mmask16>(1u << (tail_words - 1)),
+      static_cast<int>(p.last_mask));
+
+  for (int64_t c = 0; c < full; ++c) xnor_step_avx512<false>(acc, arows, brows, 16 * c, 0, tail_bits);
+  xnor_step_avx512<true>(acc, arows, brows, 16 * full, tail_load, tail_bits);
+
+  const __m512i k_vec = _mm512_set1_epi64(p.k);
+  const __mmask8 store = static_cast<__mmask8>((1u << n_valid) - 1u);
+  for (int i = 0; i < m_valid; ++i) {
+    const __m512i diff = reduce8_epi64(acc[i]);
+    const __m256i dot =
+        _mm512_cvtepi64_epi32(_mm512_sub_epi64(k_vec, _mm512_slli_epi64(diff, 1)));
+    store_row_avx512(p, m0 + i, n0, dot, store);
+  }
+}
+
+template <int MR, int NR, TileFn Fn>
+void run_tiles(const XnorProblem& p) {
+  parallel_tiles(p.m, p.n, MR, NR, 4 * p.row_words, [&](int64_t m0, int m_count, int64_t n0, int n_count) {
+    const auto brows = tile_rows<uint32_t, NR>(p.b, n0, n_count, p.row_words);
+    const auto arows = tile_rows<uint32_t, MR>(p.a, m0, m_count, p.row_words);
+    Fn(p, arows.data(), brows.data(), m0, n0, m_count, n_count);
+  });
+}
+
+// Runs the problem on the active CPU path.
+inline void run_xnor(const XnorProblem& p) {
+  switch (active_cpu_isa()) {
+    case CpuIsa::Avx512:
+      run_tiles<kAvx512MR, kAvx512NR, tile_avx512>(p);
+      break;
+    case CpuIsa::Avx2:
+      run_tiles<kAvx2MR, kAvx2NR, tile_avx2>(p);
+      break;
+    case CpuIsa::Portable:
+      run_tiles<1, 8, tile_portable>(p);
+      break;
+  }
+}
+
+// The operand checks of every xnor op; returns contiguous operands.
+inline std::pair<at::Tensor, at::Tensor> checked_operands(const at::Tensor& a,
+                                                          const at::Tensor& b, int64_t k,
+                                                          const char* op) {
+  check_rank(a, 2, op, "a_bits");
+  check_rank(b, 2, op, "b_bits");
+  check_dtype(a, at::kInt, op, "a_bits");
+  check_dtype(b, at::kInt, op, "b_bits");
+  check_same_device(a, b, op);
+  TORCH_CHECK(a.size(1) == b.size(1), op, ": a_bits and b_bits must have the same number ",
+              "of words per row, got ", a.size(1), " and ", b.size(1));
+  check_packed_words(a, k, op, "a_bits");
+  return {a.contiguous(), b.contiguous()};
+}
+
+inline XnorProblem make_problem(const at::Tensor& a, const at::Tensor& b, int64_t k) {
+  XnorProblem p{};
+  p.a = reinterpret_cast<const uint32_t*>(a.data_ptr<int32_t>());
+  p.b = reinterpret_cast<const uint32_t*>(b.data_ptr<int32_t>());
+  p.m = a.size(0);
+  p.n = b.size(0);
+  p.row_words = a.size(1);
+  p.k = k;
+  p.last_mask = last_word_mask(k);
+  return p;
+}
+
+}  // namespace xnor
+}  // namespace emokernels

@@ -1,0 +1,57 @@
+"""XNOR-popcount GEMM with the binary layers' epilogue fused in."""
+
+from __future__ import annotations
+
+import torch
+
+from ._words import words_for_bits
+
+
+def xnor_gemm_scaled(a_bits: torch.Tensor, b_bits: torch.Tensor, k: int, scale: torch.Tensor,
+                     bias: torch.Tensor | None = None,
+                     offset: torch.Tensor | None = None) -> torch.Tensor:
+    """``float(xnor_gemm(a_bits, b_bits, k) + offset[m % P]) * scale + bias`` in one pass.
+
+    Args:
+        a_bits, b_bits, k: as :func:`xnor_gemm` (int32 ``[M, W]``, ``[N, W]``).
+        scale: float32 ``[N]``, multiplies each output column.
+        bias: optional float32 ``[N]``, added after the scaling (a separate rounding, no FMA).
+        offset: optional int32 ``[P, N]`` with ``P`` dividing ``M``, added to the integer dot
+            of row ``m`` as ``offset[m % P]`` (a convolution's per-position correction).
+
+    Returns:
+        float32 ``[M, N]``.
+    """
+    return torch.ops.emokernels.xnor_gemm_scaled(a_bits, b_bits, k, scale, bias, offset)
+
+
+@torch.library.register_fake("emokernels::xnor_gemm_scaled")
+def _(a_bits, b_bits, k, scale, bias=None, offset=None):
+    torch._check(a_bits.dim() == 2 and b_bits.dim() == 2,
+                 lambda: "xnor_gemm_scaled: operands must be 2-D")
+    torch._check(a_bits.shape[1] == b_bits.shape[1] == words_for_bits(k),
+                 lambda: "xnor_gemm_scaled: word counts must equal ceil(k/32)")
+    torch._check(scale.shape == (b_bits.shape[0],), lambda: "xnor_gemm_scaled: scale must be [N]")
+    return a_bits.new_empty((a_bits.shape[0], b_bits.shape[0]), dtype=torch.float32)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    a_bits, b_bits, k, scale, bias, offset = inputs
+    ctx.k = k
+    ctx.has_bias = bias is not None
+    ctx.save_for_backward(a_bits, b_bits, scale, offset)
+
+
+def _backward(ctx, grad: torch.Tensor):
+    a_bits, b_bits, scale, offset = ctx.saved_tensors
+    grad_scale = grad_bias = None
+    if ctx.needs_input_grad[3]:
+        unscaled = xnor_gemm_scaled(a_bits, b_bits, ctx.k, torch.ones_like(scale), None, offset)
+        grad_scale = (grad * unscaled).sum(0)
+    if ctx.has_bias and ctx.needs_input_grad[4]:
+        grad_bias = grad.sum(0)
+    return None, None, None, grad_scale, grad_bias, None
+
+
+torch.library.register_autograd("emokernels::xnor_gemm_scaled", _backward,
+                                setup_context=_setup_context)
