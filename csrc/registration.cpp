@@ -32,6 +32,9 @@ TORCH_LIBRARY(emokernels, m) {
       "xnor_gemm_scaled(Tensor a_bits, Tensor b_bits, int k, Tensor scale, Tensor? bias=None, "
       "Tensor? offset=None) -> Tensor");
   m.def("bwn_gemm(Tensor x, Tensor w_bits, Tensor alpha, int k) -> Tensor");
+  m.def(
+      "bwn_conv2d(Tensor x, Tensor w_bits, Tensor alpha, int[2] kernel_size, int[2] stride, "
+      "int[2] dilation) -> Tensor");
 
   m.def("cpu_features() -> str", &cpu_features_op);
   m.def("cpu_isa() -> str", &cpu_isa_op);

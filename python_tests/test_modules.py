@@ -35,9 +35,10 @@ def test_xnor_conv_packed_equals_float(isa, geometry, channels, scale):
 
 
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
-def test_bwn_conv_packed_matches_float(isa, geometry):
-    layer = ek.BinaryConv2d(37, 19, **geometry)
-    x = torch.randn(3, 37, 10, 12)
+@pytest.mark.parametrize("channels", [37, 48])
+def test_bwn_conv_packed_matches_float(isa, geometry, channels):
+    layer = ek.BinaryConv2d(channels, 19, **geometry)
+    x = torch.randn(3, channels, 10, 12)
     float_out, packed_out = train_and_eval(layer, x)
     torch.testing.assert_close(packed_out, float_out, rtol=1e-5, atol=1e-5)
 

@@ -50,21 +50,30 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET), always_inline)) inline void tra
   }
 }
 
-// xt[16k .. 16k+15] = the 16 rows' x[:, k]; rows past `rows` and k past `k` are 0.
-// Buffers are float arrays aligned to 64 bytes (no __m512 crosses into non-AVX-512 code).
-__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void transpose_rows(
-    const float* x, int64_t ld, int rows, int64_t k, int64_t k_pad, float* xt) {
+// xt[16k .. 16k+15] = the rows' x[:, k] (rows past `rows`, and k past `k`, are 0); returns
+// each row's sum over k. Row i's chunk c (k = 16c .. 16c + 15) starts at
+// rows[i] + chunk_offsets[c], or rows[i] + 16c when chunk_offsets is null. Buffers are float
+// arrays aligned to 64 bytes (no __m512 crosses into non-AVX-512 code).
+__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline __m512 transpose_rows(
+    const float* const* rows, int nrows, const int64_t* chunk_offsets, int64_t k, int64_t k_pad,
+    float* xt) {
+  __m512 total = _mm512_setzero_ps();
   for (int64_t k0 = 0; k0 < k_pad; k0 += 16) {
     const int64_t left = k - k0;
     const __mmask16 load =
         left >= 16 ? 0xFFFF : (left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1u));
+    const int64_t offset = chunk_offsets && left > 0 ? chunk_offsets[k0 / 16] : k0;
     __m512 r[16];
     for (int i = 0; i < 16; ++i) {
-      r[i] = i < rows ? _mm512_maskz_loadu_ps(load, x + i * ld + k0) : _mm512_setzero_ps();
+      r[i] = i < nrows ? _mm512_maskz_loadu_ps(load, rows[i] + offset) : _mm512_setzero_ps();
     }
     transpose16(r);
-    for (int i = 0; i < 16; ++i) _mm512_store_ps(xt + 16 * (k0 + i), r[i]);
+    for (int i = 0; i < 16; ++i) {
+      total = _mm512_add_ps(total, r[i]);
+      _mm512_store_ps(xt + 16 * (k0 + i), r[i]);
+    }
   }
+  return total;
 }
 
 // Entry idx of group g (vector at table + 16 * (16g + idx)) = sum of x[:, 4g + b] over the

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from .bit_patches import pack_patches, padding_indicator, patches_nhwc
+from .bit_patches import pack_patches, padding_indicator
 from .packed_weight import PackedWeightMixin
 from .ste import ste_sign
 
@@ -83,10 +83,11 @@ class BinaryConv2d(PackedWeightMixin, nn.Conv2d):
     def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         bits, alpha = self.packed_weight()
         dtype = x.dtype if x.dtype in _KERNEL_DTYPES else torch.float32
-        patches, ho, wo = patches_nhwc(x.to(dtype).permute(0, 2, 3, 1), self.kernel_size,
-                                       **self._geometry())
-        out = ops.bwn_gemm(patches, bits, alpha, patches.shape[1])
-        out = out.view(x.shape[0], ho, wo, self.out_channels).permute(0, 3, 1, 2)
+        (ph, pw) = self.padding
+        image = x.to(dtype).permute(0, 2, 3, 1)
+        image = torch.nn.functional.pad(image, (0, 0, pw, pw, ph, ph)) if ph or pw else image
+        out = ops.bwn_conv2d(image, bits, alpha, self.kernel_size, self.stride, self.dilation)
+        out = out.permute(0, 3, 1, 2)
         return self._finish(out, x).to(x.dtype)
 
 

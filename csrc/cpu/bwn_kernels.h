@@ -1,0 +1,327 @@
+// Binary-weight GEMM kernels (CPU) shared by bwn_gemm and bwn_conv2d: x (float32 or
+// bfloat16) times packed sign bits, scaled per output by alpha, accumulated in float32.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/BFloat16.h>
+
+#include <immintrin.h>
+
+#include <vector>
+
+#include "../common/checks.h"
+#include "../common/cpu_features.h"
+#include "bwn_gemm_lut.h"
+#include "popcount_simd.h"
+#include "tiling.h"
+
+#define EMOKERNELS_AVX512_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"
+
+namespace emokernels {
+namespace bwn {
+
+// Where row m of the left operand starts when it is not a dense [M, K] matrix: the receptive
+// field of output pixel m of a channels-last image (implicit im2col). Row m's k-th 16-wide
+// chunk is at row_base(m) + chunk_offsets[k / 16]; channels are a multiple of 16, so no chunk
+// straddles two taps.
+struct ConvRows {
+  int64_t ho, wo, h, w, c, sh, sw;
+  std::vector<int64_t> chunk_offsets;
+
+  const float* row_base(const float* x, int64_t m) const {
+    const int64_t b = m / (ho * wo), r = m % (ho * wo);
+    return x + ((b * h + (r / wo) * sh) * w + (r % wo) * sw) * c;
+  }
+};
+
+template <typename scalar_t>
+struct BwnProblem {
+  const scalar_t* x;
+  const uint32_t* w;
+  const float* alpha;
+  const float* row_sums;  // sum_k x[m, k]; only the float32 AVX-512 row-tile path uses it
+  scalar_t* out;
+  int64_t m, n, k, words;
+  const ConvRows* conv = nullptr;  // set: x is an image, read through implicit im2col
+};
+
+inline bool weight_bit(const uint32_t* row, int64_t kk) { return (row[kk >> 5] >> (kk & 31)) & 1u; }
+
+template <typename scalar_t>
+void tile_portable(const BwnProblem<scalar_t>& p, int64_t m0, int m_count, int64_t n0,
+                   int n_count) {
+  for (int i = 0; i < m_count; ++i) {
+    const scalar_t* xr = p.x + (m0 + i) * p.k;
+    for (int j = 0; j < n_count; ++j) {
+      const uint32_t* wr = p.w + (n0 + j) * p.words;
+      float acc = 0.0f;
+      for (int64_t kk = 0; kk < p.k; ++kk) {
+        const float v = static_cast<float>(xr[kk]);
+        acc += weight_bit(wr, kk) ? v : -v;
+      }
+      p.out[(m0 + i) * p.n + n0 + j] = static_cast<scalar_t>(p.alpha[n0 + j] * acc);
+    }
+  }
+}
+
+// AVX2 float32: each 8-bit group of a weight row is expanded once per tile to a +-1 vector
+// that all MR rows of x multiply-add against.
+constexpr int kAvx2MR = 2;
+constexpr int kAvx2NR = 4;
+
+__attribute__((target(EMOKERNELS_AVX2_TARGET))) inline void tile_avx2(const BwnProblem<float>& p,
+                                                                int64_t m0, int m_count,
+                                                                int64_t n0, int n_count) {
+  const auto xr = tile_rows<float, kAvx2MR>(p.x, m0, m_count, p.k);
+  const auto wr = tile_rows<uint32_t, kAvx2NR>(p.w, n0, n_count, p.words);
+  const __m256i select = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256 plus = _mm256_set1_ps(1.0f);
+  const __m256 minus = _mm256_set1_ps(-1.0f);
+  __m256 acc[kAvx2MR][kAvx2NR];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm256_setzero_ps();
+  const int64_t vec_k = (p.k / 8) * 8;
+  for (int64_t kk = 0; kk < vec_k; kk += 8) {
+    __m256 xv[kAvx2MR];
+    for (int i = 0; i < kAvx2MR; ++i) xv[i] = _mm256_loadu_ps(xr[i] + kk);
+    for (int j = 0; j < kAvx2NR; ++j) {
+      const int byte = reinterpret_cast<const uint8_t*>(wr[j])[kk >> 3];
+      const __m256i bits = _mm256_and_si256(_mm256_set1_epi32(byte), select);
+      const __m256 sign =
+          _mm256_blendv_ps(minus, plus, _mm256_castsi256_ps(_mm256_cmpeq_epi32(bits, select)));
+      for (int i = 0; i < kAvx2MR; ++i) acc[i][j] = _mm256_fmadd_ps(xv[i], sign, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < m_count; ++i) {
+    for (int j = 0; j < n_count; ++j) {
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, acc[i][j]);
+      float total = 0.0f;
+      for (float v : lanes) total += v;
+      for (int64_t kk = vec_k; kk < p.k; ++kk) total += weight_bit(wr[j], kk) ? xr[i][kk] : -xr[i][kk];
+      p.out[(m0 + i) * p.n + n0 + j] = p.alpha[n0 + j] * total;
+    }
+  }
+}
+
+// AVX-512 float32: sum_k x*s = 2 * (sum of x where the bit is set) - sum_k x, so the inner
+// loop is one merge-masked add per 16 MACs, with the mask read straight from the packed bits.
+constexpr int kAvx512MR = 4;
+constexpr int kAvx512NR = 6;
+
+// One 16-wide chunk of k: a merge-masked add of each x row per weight row. Only the Tail chunk
+// loads under a mask (in the main loop a masked load makes GCC spill every accumulator).
+template <int MR, int NR, bool Tail>
+__attribute__((target(EMOKERNELS_AVX512_TARGET), always_inline)) inline void bwn_step_avx512(
+    __m512 (&acc)[MR][NR], const float* const* xr, const uint32_t* const* wr, int64_t c,
+    __mmask16 load) {
+  __m512 xv[MR];
+  for (int i = 0; i < MR; ++i)
+    xv[i] = Tail ? _mm512_maskz_loadu_ps(load, xr[i] + 16 * c) : _mm512_loadu_ps(xr[i] + 16 * c);
+  for (int j = 0; j < NR; ++j) {
+    // Through _cvtu32_mask16: GCC spills the accumulators on a plain integer-to-mask move.
+    const __mmask16 bits = _cvtu32_mask16(reinterpret_cast<const uint16_t*>(wr[j])[c]);
+    for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_mask_add_ps(acc[i][j], bits, acc[i][j], xv[i]);
+  }
+}
+
+template <int MR, int NR>
+__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void tile_avx512_rows(
+    const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
+  const auto xr = tile_rows<float, MR>(p.x, m0, m_count, p.k);
+  const auto wr = tile_rows<uint32_t, NR>(p.w, n0, n_count, p.words);
+  __m512 acc[MR][NR];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm512_setzero_ps();
+  const int64_t full = (p.k - 1) / 16;
+  for (int64_t c = 0; c < full; ++c) bwn_step_avx512<MR, NR, false>(acc, xr.data(), wr.data(), c, 0xFFFF);
+  // Lanes past k load as 0, so whatever bits pad the last word add nothing.
+  const int tail = static_cast<int>(p.k - 16 * full);
+  bwn_step_avx512<MR, NR, true>(acc, xr.data(), wr.data(), full, static_cast<__mmask16>((1u << tail) - 1u));
+  for (int i = 0; i < m_count; ++i) {
+    const float total = p.row_sums[m0 + i];
+    for (int j = 0; j < n_count; ++j) {
+      const float positive = _mm512_reduce_add_ps(acc[i][j]);
+      p.out[(m0 + i) * p.n + n0 + j] = p.alpha[n0 + j] * (2.0f * positive - total);
+    }
+  }
+}
+
+inline void tile_avx512(const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
+  if (m_count == kAvx512MR) {
+    return tile_avx512_rows<kAvx512MR, kAvx512NR>(p, m0, m_count, n0, n_count);
+  }
+  // A short last row tile runs row by row rather than wasting work on repeated rows.
+  for (int i = 0; i < m_count; ++i) tile_avx512_rows<1, kAvx512NR>(p, m0 + i, 1, n0, n_count);
+}
+
+// Table-lookup path (bwn_gemm_lut.h) for 16 rows [m0, m0 + 16) and columns [n_begin, n_end).
+__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void lut_block(const BwnProblem<float>& p,
+                                                                  int64_t m0, int64_t n_begin,
+                                                                  int64_t n_end) {
+  const int rows = static_cast<int>(std::min<int64_t>(lut::kRows, p.m - m0));
+  const int64_t k_pad = (p.k + lut::kBlockK - 1) / lut::kBlockK * lut::kBlockK;
+  // Per-thread scratch, 64-byte aligned: x transposed, the tables, and the running sums.
+  static thread_local std::vector<float> scratch;
+  const int64_t cols = n_end - n_begin;
+  const int64_t floats = 16 * (k_pad + 16 * lut::kGroups + cols) + 16;
+  if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
+  float* xt = scratch.data() + (16 - (reinterpret_cast<uintptr_t>(scratch.data()) / 4) % 16) % 16;
+  float* table = xt + 16 * k_pad;
+  float* pos = table + 16 * 16 * lut::kGroups;
+  std::fill(pos, pos + 16 * cols, 0.0f);
+  const float* row_ptrs[lut::kRows];
+  for (int r = 0; r < rows; ++r) {
+    row_ptrs[r] = p.conv ? p.conv->row_base(p.x, m0 + r) : p.x + (m0 + r) * p.k;
+  }
+  const int64_t* chunks = p.conv ? p.conv->chunk_offsets.data() : nullptr;
+  __m512 total = lut::transpose_rows(row_ptrs, rows, chunks, p.k, k_pad, xt);
+  for (int64_t kb = 0; kb < k_pad / lut::kBlockK; ++kb) {
+    lut::build_tables(xt + 16 * kb * lut::kBlockK, table);
+    for (int64_t n = n_begin; n < n_end; n += lut::kCols) {
+      const int count = static_cast<int>(std::min<int64_t>(lut::kCols, n_end - n));
+      const auto wr = tile_rows<uint32_t, lut::kCols>(p.w, n, count, p.words);
+      __m512 acc[lut::kCols];
+      for (auto& a : acc) a = _mm512_setzero_ps();
+      lut::accumulate_block(table, wr.data(), kb * (lut::kBlockK / 32), p.words, acc);
+      for (int j = 0; j < count; ++j) {
+        float* dst = pos + 16 * (n - n_begin + j);
+        _mm512_store_ps(dst, _mm512_add_ps(_mm512_load_ps(dst), acc[j]));
+      }
+    }
+  }
+  alignas(64) float totals[lut::kRows];
+  _mm512_store_ps(totals, total);
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const float* lanes = pos + 16 * (n - n_begin);
+    for (int r = 0; r < rows; ++r) {
+      p.out[(m0 + r) * p.n + n] = p.alpha[n] * (2.0f * lanes[r] - totals[r]);
+    }
+  }
+}
+
+inline void run_lut(const BwnProblem<float>& p) {
+  const int64_t row_blocks = (p.m + lut::kRows - 1) / lut::kRows;
+  // Few row blocks: split the columns too, so every thread has work (each split rebuilds
+  // its own tables, a small cost next to the lookups).
+  const int64_t want = 2 * at::get_num_threads();
+  const int64_t splits = row_blocks >= want ? 1 : (want + row_blocks - 1) / row_blocks;
+  const int64_t chunk = ((p.n + splits - 1) / splits + lut::kCols - 1) / lut::kCols * lut::kCols;
+  const int64_t col_blocks = (p.n + chunk - 1) / chunk;
+  at::parallel_for(0, row_blocks * col_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n0 = (t % col_blocks) * chunk;
+      lut_block(p, (t / col_blocks) * lut::kRows, n0, std::min(p.n, n0 + chunk));
+    }
+  });
+}
+
+__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void row_sums_avx512(const float* x, float* out,
+                                                                        int64_t m, int64_t k) {
+  for (int64_t r = 0; r < m; ++r) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t kk = 0;
+    for (; kk + 16 <= k; kk += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(x + r * k + kk));
+    const __mmask16 rest = static_cast<__mmask16>((1u << (k - kk)) - 1u);
+    acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(rest, x + r * k + kk));
+    out[r] = _mm512_reduce_add_ps(acc);
+  }
+}
+
+// AVX-512 BF16: each 32-bit weight word becomes 32 bf16 +-1 values once per tile (one blend),
+// and vdpbf16ps multiplies them exactly against x, accumulating in float32.
+template <int MR, int NR>
+__attribute__((target(EMOKERNELS_AVX512_BF16_TARGET))) void tile_bf16_rows(
+    const BwnProblem<c10::BFloat16>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
+  const auto xr = tile_rows<c10::BFloat16, MR>(p.x, m0, m_count, p.k);
+  const auto wr = tile_rows<uint32_t, NR>(p.w, n0, n_count, p.words);
+  const __m512i plus = _mm512_set1_epi16(0x3F80);   // bf16 +1.0
+  const __m512i minus = _mm512_set1_epi16(static_cast<int16_t>(0xBF80));  // bf16 -1.0
+  __m512 acc[MR][NR];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm512_setzero_ps();
+  const int tail = static_cast<int>(p.k - 32 * (p.words - 1));
+  const __mmask32 tail_load = tail == 32 ? 0xFFFFFFFFu : ((1u << tail) - 1u);
+  for (int64_t w = 0; w < p.words; ++w) {
+    const __mmask32 load = w + 1 < p.words ? 0xFFFFFFFFu : tail_load;
+    __m512i xv[MR];
+    for (int i = 0; i < MR; ++i) xv[i] = _mm512_maskz_loadu_epi16(load, xr[i] + 32 * w);
+    for (int j = 0; j < NR; ++j) {
+      const __m512i sign = _mm512_mask_blend_epi16(wr[j][w], minus, plus);
+      for (int i = 0; i < MR; ++i) {
+        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], reinterpret_cast<__m512bh>(xv[i]),
+                                     reinterpret_cast<__m512bh>(sign));
+      }
+    }
+  }
+  for (int i = 0; i < m_count; ++i) {
+    for (int j = 0; j < n_count; ++j) {
+      const float dot = _mm512_reduce_add_ps(acc[i][j]);
+      p.out[(m0 + i) * p.n + n0 + j] = static_cast<c10::BFloat16>(p.alpha[n0 + j] * dot);
+    }
+  }
+}
+
+inline void tile_bf16(const BwnProblem<c10::BFloat16>& p, int64_t m0, int m_count, int64_t n0,
+               int n_count) {
+  if (m_count == kAvx512MR) {
+    return tile_bf16_rows<kAvx512MR, kAvx512NR>(p, m0, m_count, n0, n_count);
+  }
+  for (int i = 0; i < m_count; ++i) tile_bf16_rows<1, kAvx512NR>(p, m0 + i, 1, n0, n_count);
+}
+
+template <typename scalar_t, typename Tile>
+void run(const BwnProblem<scalar_t>& p, int64_t mr, int64_t nr, Tile tile) {
+  parallel_tiles(p.m, p.n, mr, nr, 4 * p.words, [&](int64_t m0, int m_count, int64_t n0, int n_count) {
+    tile(p, m0, m_count, n0, n_count);
+  });
+}
+
+// bfloat16 x, dense [M, K]: the AVX-512 BF16 path or the portable one.
+inline void run_bwn(const BwnProblem<c10::BFloat16>& p, CpuIsa isa) {
+  if (isa == CpuIsa::Avx512 && cpu_features().avx512bf16) {
+    run(p, kAvx512MR, kAvx512NR, tile_bf16);
+  } else {
+    run(p, 1, 8, tile_portable<c10::BFloat16>);
+  }
+}
+
+// float32 x: table lookup for 16+ rows on AVX-512 (the only path that reads implicit im2col
+// rows), row tiles otherwise. row_sums must hold M floats.
+inline void run_bwn(BwnProblem<float> p, CpuIsa isa, float* row_sums) {
+  if (isa == CpuIsa::Avx512 && p.m >= lut::kRows) return run_lut(p);
+  TORCH_CHECK(p.conv == nullptr, "bwn: implicit im2col needs the AVX-512 table path");
+  p.row_sums = row_sums;
+  switch (isa) {
+    case CpuIsa::Avx512:
+      row_sums_avx512(p.x, row_sums, p.m, p.k);
+      run(p, kAvx512MR, kAvx512NR, tile_avx512);
+      break;
+    case CpuIsa::Avx2:
+      run(p, kAvx2MR, kAvx2NR, tile_avx2);
+      break;
+    case CpuIsa::Portable:
+      run(p, 1, 8, tile_portable<float>);
+      break;
+  }
+}
+
+// Checks of the binary-weight operands shared by the bwn ops.
+inline void check_weights(const at::Tensor& x, const at::Tensor& w, const at::Tensor& alpha,
+                          int64_t k, const char* op) {
+  check_rank(w, 2, op, "w_bits");
+  check_rank(alpha, 1, op, "alpha");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, op,
+              ": x must be float32 or bfloat16, got ", x.scalar_type());
+  check_dtype(w, at::kInt, op, "w_bits");
+  TORCH_CHECK(at::isFloatingType(alpha.scalar_type()), op,
+              ": alpha must be a floating-point tensor, got ", alpha.scalar_type());
+  check_same_device(x, w, op);
+  check_same_device(x, alpha, op);
+  check_packed_words(w, k, op, "w_bits");
+  TORCH_CHECK(alpha.size(0) == w.size(0), op, ": alpha has ", alpha.size(0),
+              " entries but w_bits has ", w.size(0), " rows");
+}
+
+}  // namespace bwn
+}  // namespace emokernels
