@@ -5,17 +5,13 @@ float32: against x @ W.T in float32; bfloat16: against torch.matmul in bfloat16.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from harness import median_seconds, report
+from harness import CORE_SHAPES, gemm_main, median_seconds
 
 from emokernels import ops
 
 SHAPES = {
-    "S1 conv 56x56": (3136, 256, 2304),
-    "S2 fc6 b64": (64, 4096, 18432),
-    "S3 fc6 b1": (1, 4096, 18432),
+    **CORE_SHAPES,
     "fc7 b1": (1, 4096, 4096),
     "fc7 b16": (16, 4096, 4096),
     "sweep 1024": (1024, 1024, 1024),
@@ -44,10 +40,6 @@ def measure(label: str, m: int, n: int, k: int) -> dict:
     return row
 
 
-def run(shapes: dict[str, tuple[int, int, int]]) -> list[dict]:
-    return [measure(label, *shape) for label, shape in shapes.items()]
-
-
 COLUMNS = [
     ("shape", "shape", ""), ("fp32_dense_ms", "fp32 ms", ".3f"), ("fp32_bwn_ms", "bwn ms", ".3f"),
     ("fp32_bwn_gmacs", "bwn GMAC/s", ".0f"), ("fp32_speedup", "x fp32", ".2f"),
@@ -56,8 +48,5 @@ COLUMNS = [
 ]
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="S1-S3 only")
-    args = parser.parse_args()
-    shapes = dict(list(SHAPES.items())[:3]) if args.quick else SHAPES
-    report("bwn_gemm", "bwn_gemm vs torch.matmul with dense weights", COLUMNS, run(shapes))
+    gemm_main("bwn_gemm", "bwn_gemm vs torch.matmul with dense weights",
+              __doc__, SHAPES, COLUMNS, measure)

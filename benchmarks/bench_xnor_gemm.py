@@ -6,17 +6,13 @@ region (weights are packed once; activations' packing is timed separately as pac
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from harness import median_seconds, report
+from harness import CORE_SHAPES, gemm_main, median_seconds
 
 from emokernels import ops
 
 SHAPES = {
-    "S1 conv 56x56": (3136, 256, 2304),
-    "S2 fc6 b64": (64, 4096, 18432),
-    "S3 fc6 b1": (1, 4096, 18432),
+    **CORE_SHAPES,
     "sweep 512": (512, 512, 512),
     "sweep 1024": (1024, 1024, 1024),
     "sweep 2048": (2048, 2048, 2048),
@@ -54,10 +50,6 @@ def measure(label: str, m: int, n: int, k: int) -> dict:
     }
 
 
-def run(shapes: dict[str, tuple[int, int, int]]) -> list[dict]:
-    return [measure(label, *shape) for label, shape in shapes.items()]
-
-
 COLUMNS = [
     ("shape", "shape", ""), ("fp32_ms", "fp32 ms", ".3f"), ("int8_ms", "int8 ms", ".3f"),
     ("xnor_ms", "xnor ms", ".3f"), ("pack_ms", "pack A ms", ".3f"),
@@ -67,9 +59,5 @@ COLUMNS = [
 ]
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="S1-S3 only")
-    args = parser.parse_args()
-    shapes = dict(list(SHAPES.items())[:3]) if args.quick else SHAPES
-    report("xnor_gemm", "xnor_gemm vs torch.matmul (fp32) and torch._int_mm (int8)", COLUMNS,
-           run(shapes))
+    gemm_main("xnor_gemm", "xnor_gemm vs torch.matmul (fp32) and torch._int_mm (int8)",
+              __doc__, SHAPES, COLUMNS, measure)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -16,7 +17,15 @@ from emokernels.timing import median_seconds
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
-__all__ = ["cpu_name", "environment", "median_seconds", "report"]
+# The shapes every GEMM benchmark reports: a 56x56 conv layer as GEMM, VGG-S fc6 at batch 64
+# and at batch 1.
+CORE_SHAPES = {
+    "S1 conv 56x56": (3136, 256, 2304),
+    "S2 fc6 b64": (64, 4096, 18432),
+    "S3 fc6 b1": (1, 4096, 18432),
+}
+
+__all__ = ["CORE_SHAPES", "cpu_name", "environment", "gemm_main", "median_seconds", "report"]
 
 
 def cpu_name() -> str:
@@ -66,3 +75,13 @@ def report(name: str, title: str, columns: list[tuple[str, str, str]], rows: lis
         json.dump({"benchmark": name, "environment": env, "rows": rows}, f, indent=2)
     print(f"# wrote {os.path.relpath(path)}")
     return path
+
+
+def gemm_main(name: str, title: str, doc: str, shapes: dict[str, tuple[int, int, int]],
+              columns: list[tuple[str, str, str]], measure) -> None:
+    """Command line of a GEMM benchmark: ``measure(label, m, n, k) -> row`` per shape."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true", help="the first three shapes only")
+    args = parser.parse_args()
+    chosen = list(shapes.items())[:3] if args.quick else list(shapes.items())
+    report(name, title, columns, [measure(label, *shape) for label, shape in chosen])
