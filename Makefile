@@ -1,6 +1,7 @@
 # make demo | make test | make bench — each creates or reuses .venv and installs what it needs.
 PYTHON ?= python3
 TORCH_VERSION ?= 2.14.1
+TORCHVISION_VERSION ?= 0.29.1
 VENV ?= .venv
 # torch's own guess follows `which nvcc` and may pick a prefix without the CUDA libraries.
 export CUDA_HOME ?= /usr/local/cuda
@@ -13,7 +14,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) pyproject.toml setup.py $(shell find csrc -type f 2>/dev/null)
-	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" ninja "setuptools>=64" wheel numpy
+	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" "torchvision==$(TORCHVISION_VERSION)" \
+		ninja "setuptools>=64" wheel numpy
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	touch $(STAMP)
 

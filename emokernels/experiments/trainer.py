@@ -1,0 +1,181 @@
+"""One trainer for every method: SGD with momentum, train / val split, safetensors checkpoints
+with resume, and DistributedDataParallel when launched by torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+
+@dataclass
+class TrainConfig:
+    """The paper's settings by default: SGD, momentum 0.9, lr 1e-3, batch 20."""
+
+    epochs: int = 100
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 20
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 0
+    steps_per_epoch: int | None = None  # cap, for quick runs
+    checkpoint: str | None = None  # safetensors path, written every epoch; resumed from
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # per epoch: loss, val_accuracy
+    best_val_accuracy: float = 0.0
+    resumed_from_epoch: int = 0
+
+
+class _GlobalBatches(Sampler[int]):
+    """This process's share of every global batch of a per-epoch permutation.
+
+    The permutation depends on (seed, epoch) only, so a resumed run and a run on any number of
+    processes see the same global batches; process r takes slice r of each.
+    """
+
+    def __init__(self, n: int, batch: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.batch, self.seed, self.rank, self.world = n, batch, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        share = self.batch // self.world
+        for start in range(0, self.n - self.batch + 1, self.batch):
+            first = start + self.rank * share
+            yield from order[first:first + share]
+
+    def __len__(self) -> int:
+        return self.n // self.batch * (self.batch // self.world)
+
+
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def init_distributed_from_env(device: str) -> bool:
+    """Joins the process group when torchrun started this process (gloo on CPU, nccl on GPU)."""
+    if distributed() or "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return distributed()
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return True
+
+
+def _rank() -> int:
+    return dist.get_rank() if distributed() else 0
+
+
+def _world() -> int:
+    return dist.get_world_size() if distributed() else 1
+
+
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64,
+             device: str = "cpu") -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on ``dataset``."""
+    model.eval()
+    correct = total = 0
+    with torch.inference_mode():
+        for images, labels in DataLoader(dataset, batch_size=batch_size):
+            predictions = model(images.to(device)).argmax(1).cpu()
+            correct += int((predictions == labels).sum())
+            total += labels.numel()
+    return correct / max(1, total)
+
+
+def _save_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     epoch: int, result: TrainResult) -> None:
+    tensors = {f"model.{k}": v.detach().clone().contiguous().cpu()
+               for k, v in model.state_dict().items()}
+    for i, p in enumerate(optimizer.param_groups[0]["params"]):
+        buf = optimizer.state.get(p, {}).get("momentum_buffer")
+        if buf is not None:
+            tensors[f"momentum.{i}"] = buf.detach().clone().contiguous().cpu()
+    meta = {"epoch": str(epoch), "result": json.dumps(asdict(result))}
+    tmp = f"{path}.tmp"
+    save_file(tensors, tmp, metadata=meta)
+    os.replace(tmp, path)  # a crash mid-write never loses the previous checkpoint
+
+
+def _load_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     device: str) -> tuple[int, TrainResult]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    if "epoch" not in meta:
+        raise ValueError(f"{path} is not a training checkpoint")
+    tensors = load_file(path, device=device)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    for i, p in enumerate(optimizer.param_groups[0]["params"]):
+        if f"momentum.{i}" in tensors:
+            optimizer.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"]
+    return int(meta["epoch"]), TrainResult(**json.loads(meta["result"]))
+
+
+def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None,
+          config: TrainConfig) -> TrainResult:
+    """Trains ``model`` in place with cross-entropy; returns the per-epoch history.
+
+    Under torchrun (or an initialized process group) the model is wrapped in
+    DistributedDataParallel and each process takes ``batch_size / world_size`` samples of every
+    global batch, so the run matches a single-process one with the same settings (up to float
+    summation order; layers drawing random numbers, like dropout, draw them per process, and
+    BatchNorm normalizes each process's share of the batch).
+    """
+    device = config.device
+    model.to(device)
+    world = _world()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} must divide by the {world} processes")
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    start, result = 0, TrainResult()
+    if config.checkpoint and os.path.exists(config.checkpoint):
+        start, result = _load_checkpoint(config.checkpoint, model, optimizer, device)
+        result.resumed_from_epoch = start
+    sampler = _GlobalBatches(len(train_set), config.batch_size, config.seed, _rank(), world)
+    net = nn.parallel.DistributedDataParallel(model) if distributed() else model
+    loader = DataLoader(train_set, batch_size=config.batch_size // world, sampler=sampler,
+                        num_workers=config.workers)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(start, config.epochs):
+        sampler.set_epoch(epoch)
+        torch.manual_seed(config.seed * 7919 + epoch)  # dropout masks, the same on resume
+        net.train()
+        total, steps = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=not config.progress or _rank() != 0, total=config.steps_per_epoch)
+        for images, labels in bar:
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(images.to(device)), labels.to(device))
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            steps += 1
+            bar.set_postfix(loss=f"{total / steps:.3f}")
+            if config.steps_per_epoch and steps >= config.steps_per_epoch:
+                break
+        entry = {"epoch": epoch + 1, "loss": total / max(1, steps)}
+        if val_set is not None:
+            entry["val_accuracy"] = evaluate(model, val_set, device=device)
+            result.best_val_accuracy = max(result.best_val_accuracy, entry["val_accuracy"])
+        result.history.append(entry)
+        if config.checkpoint and _rank() == 0:
+            _save_checkpoint(config.checkpoint, model, optimizer, epoch + 1, result)
+    return result

@@ -1,0 +1,117 @@
+import csv
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emokernels.data import FER2013, RAFD_CLASSES, RaFD, SyntheticFaces, load_splits
+
+
+def test_synthetic_is_deterministic_and_identity_disjoint():
+    a, b = SyntheticFaces("train", identities=10, image_size=32), SyntheticFaces(
+        "train", identities=10, image_size=32, cache=False)
+    assert torch.equal(a[5][0], b[5][0]) and a[5][1] == b[5][1]
+    splits = [set(SyntheticFaces(s, identities=10).identities) for s in ("train", "val", "test")]
+    assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])
+    assert set().union(*splits) == set(range(10))
+    assert len(SyntheticFaces("all", identities=67)) == 67 * 8 * 3 * 3
+
+
+def test_synthetic_images_vary_and_labels_cover_classes():
+    ds = SyntheticFaces("test", identities=20, image_size=40)
+    image, _ = ds[0]
+    assert image.shape == (3, 40, 40) and 0.0 <= image.min() and image.max() <= 1.0
+    assert not torch.equal(ds[0][0], ds[1][0])
+    assert sorted(set(ds.targets)) == list(range(8)) and ds.classes == RAFD_CLASSES
+
+
+def test_synthetic_bad_arguments():
+    with pytest.raises(ValueError, match="split"):
+        SyntheticFaces("holdout")
+    with pytest.raises(ValueError, match="angles"):
+        SyntheticFaces(angles=(30,))
+
+
+def _write_rafd(root, ids=4, emotion_override=None):
+    for ident in range(1, ids + 1):
+        for angle in ("045", "090", "180"):
+            for emotion in ("angry", "happy", "surprised"):
+                emotion = emotion_override or emotion
+                name = f"Rafd{angle}_{ident:02d}_Caucasian_female_{emotion}_left.jpg"
+                Image.fromarray(np.full((20, 16, 3), ident * 20, np.uint8)).save(root / name)
+    (root / "readme.txt").write_text("not an image")
+
+
+def test_rafd_reads_angles_and_splits_by_identity(tmp_path):
+    _write_rafd(tmp_path, ids=7)
+    full = RaFD(tmp_path)
+    assert len(full) == 7 * 2 * 3  # 180 dropped by the default angles
+    assert full.classes[full[0][1]] in ("angry", "happy", "surprised")
+    parts = [RaFD(tmp_path, split=s) for s in ("train", "val", "test")]
+    assert sum(len(p) for p in parts) == len(full)
+    owners = [{os.path.basename(path).split("_")[1] for path, _ in p.samples} for p in parts]
+    assert not (owners[0] & owners[1] or owners[0] & owners[2] or owners[1] & owners[2])
+
+
+def test_rafd_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        RaFD(tmp_path / "missing")
+    _write_rafd(tmp_path, ids=1, emotion_override="bored")
+    with pytest.raises(ValueError, match="bored"):
+        RaFD(tmp_path)
+
+
+def test_rafd_unreadable_image_names_file(tmp_path):
+    bad = tmp_path / "Rafd090_01_Caucasian_male_happy_frontal.jpg"
+    bad.write_bytes(b"not a jpeg")
+    ds = RaFD(tmp_path)
+    with pytest.raises(OSError, match="Rafd090_01"):
+        ds[0]
+
+
+def _write_fer(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["emotion", "pixels", "Usage"])
+        writer.writerows(rows)
+
+
+def test_fer2013(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [[i % 7, " ".join(map(str, rng.integers(0, 256, 2304))), usage]
+            for i, usage in enumerate(["Training"] * 5 + ["PublicTest"] * 2)]
+    _write_fer(tmp_path / "fer.csv", rows)
+    train = FER2013(tmp_path / "fer.csv")
+    assert len(train) == 5 and train.targets == [0, 1, 2, 3, 4]
+    image, label = train[2]
+    assert image.size == (48, 48) and label == 2
+    assert np.array_equal(np.asarray(image)[..., 0].ravel(),
+                          np.array(rows[2][1].split(), dtype=np.uint8))
+    assert len(FER2013(tmp_path / "fer.csv", usage="PublicTest")) == 2
+
+
+@pytest.mark.parametrize("row, message", [
+    ([9, " ".join(["1"] * 2304), "Training"], "unknown emotion label 9"),
+    ([1, " ".join(["1"] * 100), "Training"], "expected 2304 pixels"),
+    ([1, "a b c", "Training"], "fer.csv:2"),
+])
+def test_fer2013_errors(tmp_path, row, message):
+    _write_fer(tmp_path / "fer.csv", [row])
+    with pytest.raises(ValueError, match=message):
+        FER2013(tmp_path / "fer.csv")
+
+
+def test_load_splits_folder_and_errors(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(tmp_path / cls / f"{i}.png")
+    train, val, test, classes = load_splits(f"folder:{tmp_path}", 16)
+    assert classes == ("a", "b") and len(train) + len(val) + len(test) == 20
+    assert train[0][0].shape == (3, 16, 16)
+    with pytest.raises(ValueError, match="unknown data source"):
+        load_splits("imagenet:/x", 16)
+    with pytest.raises(ValueError, match="needs a path"):
+        load_splits("rafd", 16)
