@@ -23,7 +23,8 @@ install: $(STAMP)
 
 demo: install
 	$(VENV)/bin/emokernels info
-	$(VENV)/bin/emokernels demo --out demo_out
+	$(VENV)/bin/emokernels reproduce table2 --quick --out table2_out
+	@echo "outputs: $$(pwd)/table2_out (table2.json, table2.csv, table2.png)"
 
 test: install
 	$(PY) -m ruff check emokernels python_tests benchmarks

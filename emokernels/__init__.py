@@ -10,6 +10,8 @@ from .convert import convert, freeze
 from .nn import (
     BinaryActivation,
     BinaryConv2d,
+    BinaryInputConv2d,
+    BinaryInputLinear,
     BinaryLinear,
     XnorConv2d,
     XnorLinear,
@@ -21,6 +23,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BinaryActivation",
     "BinaryConv2d",
+    "BinaryInputConv2d",
+    "BinaryInputLinear",
     "BinaryLinear",
     "XnorConv2d",
     "XnorLinear",

@@ -40,15 +40,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emokernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, backends, CPU features and kernel paths")
-    demo = sub.add_parser("demo", help="convert a small CNN to XNOR / BWN and measure it")
+    demo = sub.add_parser("demo", help="convert VGG-S to XNOR / BWN and measure it")
     demo.add_argument("--out", default="demo_out", help="folder for the JSON results")
+    reproduce = sub.add_parser("reproduce", help="reproduce one of the paper's experiments")
+    reproduce.add_argument("experiment", choices=["table2"])
+    reproduce.add_argument("--quick", action="store_true",
+                           help="scaled-down training (64x64, few epochs); full-size measures")
+    reproduce.add_argument("--data", default="synthetic",
+                           help="synthetic | rafd:PATH | fer2013:PATH | folder:PATH")
+    reproduce.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    reproduce.add_argument("--epochs", type=int, help="override the number of epochs")
+    reproduce.add_argument("--out", default="table2_out", help="output folder")
     args = parser.parse_args(argv)
     if args.command == "info":
         print("\n".join(info_lines()))
         return 0
-    from .demo import run_demo
+    if args.command == "demo":
+        from .demo import run_demo
 
-    run_demo(args.out)
+        run_demo(args.out)
+        return 0
+    from .experiments.table2 import Settings, run_table2
+
+    overrides = dict(data=args.data, device=args.device)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    settings = Settings.quick(**overrides) if args.quick else Settings(**overrides)
+    run_table2(settings, args.out)
+    print(f"\nwrote table2.json, table2.csv and table2.png to {args.out}/")
     return 0
 
 

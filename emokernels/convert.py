@@ -6,14 +6,21 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .nn import BinaryActivation, BinaryConv2d, BinaryLinear, XnorConv2d, XnorLinear
+from .nn import (
+    BinaryConv2d,
+    BinaryInputConv2d,
+    BinaryInputLinear,
+    BinaryLinear,
+    XnorConv2d,
+    XnorLinear,
+)
 from .nn.packed_weight import PackedWeightMixin
 
 # method -> (replacement for nn.Conv2d, replacement for nn.Linear)
-_METHODS: dict[str, tuple[type, type] | None] = {
+_METHODS: dict[str, tuple[type, type]] = {
     "xnor": (XnorConv2d, XnorLinear),
     "bwn": (BinaryConv2d, BinaryLinear),
-    "binary-activations": None,
+    "binary-activations": (BinaryInputConv2d, BinaryInputLinear),
 }
 
 FilterFn = Callable[[str, nn.Module], bool]
@@ -37,7 +44,8 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
     Args:
         model: any module tree; layers are matched by exact type (subclasses are left alone).
         method: ``"xnor"`` (XnorConv2d / XnorLinear), ``"bwn"`` (BinaryConv2d / BinaryLinear)
-            or ``"binary-activations"`` (a :class:`BinaryActivation` in front of the layer).
+            or ``"binary-activations"`` (BinaryInputConv2d / BinaryInputLinear: sign(x) into
+            float weights).
         filter_fn: ``filter_fn(qualified_name, module) -> bool``; only layers it accepts change.
         keep_first_last: keep the first and the last eligible layer in float (the usual choice
             for binary networks).
@@ -56,13 +64,10 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
     for name, layer in layers:
         if filter_fn is not None and not filter_fn(name, layer):
             continue
-        replacements = _METHODS[method]
-        if replacements is None:
-            new = nn.Sequential(BinaryActivation(), layer)
-        else:
-            cls = replacements[0] if isinstance(layer, nn.Conv2d) else replacements[1]
-            new = cls.from_float(layer, **options)
-            new.train(layer.training)
+        conv_cls, linear_cls = _METHODS[method]
+        new = (conv_cls if isinstance(layer, nn.Conv2d) else linear_cls).from_float(layer,
+                                                                                   **options)
+        new.train(layer.training)
         _set_submodule(model, name, new)
     return model
 

@@ -100,10 +100,38 @@ def test_convert_copies_weights():
 
 def test_convert_binary_activations():
     net = ek.convert(small_net(), "binary-activations")
-    assert isinstance(net[2], nn.Sequential) and isinstance(net[2][0], ek.BinaryActivation)
-    assert type(net[0]) is nn.Conv2d
-    out = net(torch.randn(2, 3, 16, 16))
-    assert out.shape == (2, 8)
+    kinds = [type(m) for m in net if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert kinds == [nn.Conv2d, ek.BinaryInputConv2d, ek.BinaryInputConv2d,
+                     ek.BinaryInputLinear, nn.Linear]
+    x = torch.randn(2, 3, 16, 16)
+    float_out, packed_out = train_and_eval(net, x)
+    torch.testing.assert_close(packed_out, float_out, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES[:4] + CONV_GEOMETRIES[5:])
+@pytest.mark.parametrize("channels", [5, 37, 64])
+def test_binary_input_conv_packed_matches_float(isa, geometry, channels):
+    layer = ek.BinaryInputConv2d.from_float(nn.Conv2d(channels, 24, **geometry))
+    x = torch.randn(2, channels, 9, 11)
+    float_out, packed_out = train_and_eval(layer, x)
+    torch.testing.assert_close(packed_out, float_out, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("features", [1, 33, 300])
+def test_binary_input_linear_packed_matches_float(isa, features):
+    layer = ek.BinaryInputLinear.from_float(nn.Linear(features, 20))
+    x = torch.randn(3, 4, features)
+    float_out, packed_out = train_and_eval(layer, x)
+    torch.testing.assert_close(packed_out, float_out, rtol=1e-4, atol=1e-4)
+
+
+def test_binary_input_follows_weight_updates():
+    layer = ek.BinaryInputLinear(40, 20).eval()
+    x = torch.randn(3, 40)
+    before = layer(x)
+    with torch.no_grad():
+        layer.weight.mul_(2)
+    torch.testing.assert_close(layer(x), 2 * before - layer.bias, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("method, options, error", [

@@ -159,8 +159,10 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None,
         torch.manual_seed(config.seed * 7919 + epoch)  # dropout masks, the same on resume
         net.train()
         total, steps = 0.0, 0
+        # disable=None: tqdm stays quiet when stderr is not a terminal (logs, CI)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=not config.progress or _rank() != 0, total=config.steps_per_epoch)
+                   disable=None if config.progress and _rank() == 0 else True,
+                   total=config.steps_per_epoch)
         for images, labels in bar:
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(net(images.to(device)), labels.to(device))

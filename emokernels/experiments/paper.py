@@ -1,0 +1,12 @@
+"""The paper's Table 2 figures (Rassadin & Savchenko, 2017), for side-by-side reports."""
+
+# method -> (accuracy %, what the paper measured about its cost)
+PAPER_TABLE2 = {
+    "vgg_s": (97.13, "~374 MB weights (474 MB file)"),
+    "hashed": (96.31, "81.64% fewer weights; training 6.7x, inference 4.7x slower"),
+    "bwn": (98.57, "no memory or speed gain (float simulation)"),
+    "xnor": (58.81, "did not converge; 2.4% less inference memory"),
+    "binary_activations": (88.32, "slight epoch-time speedup"),
+    "squeezenet": (89.14, "baseline of the CP experiment"),
+    "cp_squeezenet": (87.5, "23.5% fewer weights; inference 1.5x slower"),
+}

@@ -1,0 +1,208 @@
+"""``emokernels reproduce table2``: every method of the paper's Table 2, trained and measured
+on our kernels: test accuracy, model size, epoch time and inference time."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .. import convert, freeze, model_size_bytes, save_compressed
+from ..data import load_splits
+from ..models import squeezenet1_1, vgg_s
+from ..timing import median_seconds
+from .paper import PAPER_TABLE2
+from .trainer import TrainConfig, evaluate, train
+
+
+@dataclass(frozen=True)
+class Method:
+    key: str
+    title: str
+    baseline: str  # key of the row whose size and timings it is compared with
+    build: Callable[[int, int], nn.Module] | None  # (num_classes, input_size) -> model
+    missing: str = ""  # why it is not available yet
+
+
+def _vgg(method: str | None) -> Callable[[int, int], nn.Module]:
+    def build(num_classes: int, input_size: int) -> nn.Module:
+        model = vgg_s(num_classes, input_size, binary_blocks=method is not None)
+        return convert(model, method) if method else model
+
+    return build
+
+
+METHODS = [
+    Method("vgg_s", "VGG-S baseline", "vgg_s", _vgg(None)),
+    Method("hashed", "HashedNet VGG-S (1/8)", "vgg_s", None, "HashedLinear/HashedConv2d"),
+    Method("bwn", "BWN VGG-S", "vgg_s", _vgg("bwn")),
+    Method("xnor", "XNOR-Net VGG-S", "vgg_s", _vgg("xnor")),
+    Method("binary_activations", "Binary activations VGG-S", "vgg_s",
+           _vgg("binary-activations")),
+    Method("squeezenet", "SqueezeNet-1.1", "squeezenet",
+           lambda classes, size: squeezenet1_1(classes)),
+    Method("cp_squeezenet", "CP SqueezeNet-1.1 (rank 192)", "squeezenet", None, "CPConv2d"),
+]
+
+
+@dataclass
+class Settings:
+    data: str = "synthetic"
+    device: str = "cpu"
+    train_size: int = 224
+    epochs: int = 100
+    lr: float = 1e-3
+    batch_size: int = 20
+    steps_per_epoch: int | None = None
+    measure_size: int = 224
+    timing_repeats: int = 5
+    seed: int = 0
+    identities: int = 67  # of the synthetic data
+
+    @classmethod
+    def quick(cls, **overrides) -> Settings:
+        """Scaled-down training (48x48 images, a few epochs); measurements stay full size."""
+        base = dict(train_size=48, epochs=3, lr=1e-2, timing_repeats=3)
+        return cls(**{**base, **overrides})
+
+
+def _file_bytes(model: nn.Module) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.safetensors")
+        save_compressed(model, path)
+        return os.path.getsize(path)
+
+
+def measure(model: nn.Module, size: int, batch: int, repeats: int, device: str) -> dict:
+    """Epoch time (forward + SGD update of one mini-batch) and inference time (one sample)."""
+    model = model.to(device)
+    x = torch.randn(batch, 3, size, size, device=device)
+    labels = torch.randint(0, 8, (batch,), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), labels).backward()
+        optimizer.step()
+
+    model.train()
+    epoch = median_seconds(step, repeats=repeats, warmup=1)
+    frozen = freeze(copy.deepcopy(model))
+    sample = x[:1]
+    with torch.inference_mode():
+        inference = median_seconds(lambda: frozen(sample), repeats=max(5, 3 * repeats), warmup=2)
+    return {"epoch_s": epoch, "inference_s": inference,
+            "model_bytes": model_size_bytes(frozen), "file_bytes": _file_bytes(frozen)}
+
+
+def run_table2(settings: Settings, out_dir: str, log=print) -> list[dict]:
+    """Trains and measures every available method; writes JSON, CSV and a plot to out_dir."""
+    train_set, val_set, test_set, classes = load_splits(settings.data, settings.train_size,
+                                                        settings.seed, settings.identities)
+    rows = []
+    for method in METHODS:
+        paper_acc, paper_cost = PAPER_TABLE2[method.key]
+        row = {"method": method.key, "title": method.title, "paper_accuracy": paper_acc,
+               "paper_cost": paper_cost}
+        if method.build is None:
+            row["status"] = f"not available ({method.missing} not implemented yet)"
+            rows.append(row)
+            log(f"{method.title}: {row['status']}")
+            continue
+        log(f"{method.title}: training on {settings.data} at {settings.train_size}px")
+        torch.manual_seed(settings.seed)
+        model = method.build(len(classes), settings.train_size)
+        config = TrainConfig(epochs=settings.epochs, lr=settings.lr,
+                             batch_size=settings.batch_size, seed=settings.seed,
+                             device=settings.device, steps_per_epoch=settings.steps_per_epoch,
+                             checkpoint=os.path.join(out_dir, f"{method.key}.ckpt.safetensors"))
+        os.makedirs(out_dir, exist_ok=True)
+        result = train(model, train_set, val_set, config)
+        row.update(status="ok", test_accuracy=100 * evaluate(model, test_set,
+                                                             device=settings.device),
+                   best_val_accuracy=100 * result.best_val_accuracy, history=result.history)
+        full = method.build(len(classes), settings.measure_size)
+        row.update(measure(full, settings.measure_size, settings.batch_size,
+                           settings.timing_repeats, settings.device))
+        rows.append(row)
+    by_key = {r["method"]: r for r in rows}
+    for method, row in zip(METHODS, rows, strict=True):
+        base = by_key[method.baseline]
+        if row.get("status") == "ok" and base.get("status") == "ok":
+            row["size_ratio"] = row["model_bytes"] / base["model_bytes"]
+            row["epoch_speedup"] = base["epoch_s"] / row["epoch_s"]
+            row["inference_speedup"] = base["inference_s"] / row["inference_s"]
+    write_outputs(rows, settings, out_dir)
+    log(format_table(rows))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"{'method':<30} {'acc %':>6} {'paper %':>8} {'size MB':>8} {'x base':>7} "
+            f"{'epoch s':>8} {'speedup':>8} {'infer ms':>9} {'speedup':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r.get("status") != "ok":
+            lines.append(f"{r['title']:<30} {'-':>6} {r['paper_accuracy']:>8.2f}   "
+                         f"{r['status']}")
+            continue
+        lines.append(
+            f"{r['title']:<30} {r['test_accuracy']:>6.2f} {r['paper_accuracy']:>8.2f} "
+            f"{r['model_bytes'] / 2**20:>8.2f} {r['size_ratio']:>7.3f} {r['epoch_s']:>8.3f} "
+            f"{r['epoch_speedup']:>7.2f}x {1e3 * r['inference_s']:>9.2f} "
+            f"{r['inference_speedup']:>7.2f}x")
+    lines.append("size: bytes of the frozen model's weights; x base: ratio to the method's "
+                 "baseline (VGG-S or SqueezeNet); paper %: the paper's accuracy on RaFD")
+    return "\n".join(lines)
+
+
+def write_outputs(rows: list[dict], settings: Settings, out_dir: str) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "table2.json"), "w") as f:
+        json.dump({"settings": settings.__dict__, "rows": rows}, f, indent=2)
+    columns = ["method", "title", "status", "test_accuracy", "paper_accuracy", "model_bytes",
+               "file_bytes", "size_ratio", "epoch_s", "epoch_speedup", "inference_s",
+               "inference_speedup", "paper_cost"]
+    with open(os.path.join(out_dir, "table2.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    _plot(rows, os.path.join(out_dir, "table2.png"))
+
+
+def _plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r.get("status") == "ok"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in done:
+        left.scatter(r["model_bytes"] / 2**20, r["test_accuracy"])
+        left.annotate(r["title"], (r["model_bytes"] / 2**20, r["test_accuracy"]), fontsize=7)
+    left.set_xscale("log")
+    left.set_xlabel("model size (MB, log)")
+    left.set_ylabel("test accuracy (%)")
+    left.set_title("size vs accuracy")
+    names = [r["title"] for r in done]
+    pos = range(len(done))
+    right.barh([p - 0.2 for p in pos], [r["inference_speedup"] for r in done], height=0.4,
+               label="inference")
+    right.barh([p + 0.2 for p in pos], [r["epoch_speedup"] for r in done], height=0.4,
+               label="epoch")
+    right.set_yticks(list(pos), names, fontsize=7)
+    right.axvline(1.0, color="k", lw=0.8)
+    right.set_xlabel("speedup over its baseline")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

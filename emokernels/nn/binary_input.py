@@ -1,0 +1,116 @@
+"""Layers with binary (+-1) inputs and float weights: the paper's "binary activations only".
+
+Train mode binarizes the input with a straight-through estimator and runs the float layer.
+Eval mode packs the input signs and runs ``bwn_gemm`` with the roles swapped: the float
+weights are the left operand (their tables are built once per call and shared by every input
+row) and the packed activations the right one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import ops
+from .bit_patches import pack_patches, padding_indicator
+from .ste import ste_sign
+
+
+def _check_conv(module: nn.Conv2d) -> None:
+    if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
+        raise NotImplementedError("binary-input convolutions support groups=1, zero padding "
+                                  "and explicit padding sizes")
+
+
+class _WeightCache:
+    """Values derived from a float weight, rebuilt when the weight changes."""
+
+    def __init__(self) -> None:
+        self.key, self.values = None, {}
+
+    def get(self, weight: torch.Tensor, name, make):
+        if torch.compiler.is_compiling():
+            return make()
+        key = (weight._version, weight.data_ptr(), weight.device)
+        if key != self.key:
+            self.key, self.values = key, {}
+        if name not in self.values:
+            self.values[name] = make()
+        return self.values[name]
+
+
+class BinaryInputLinear(nn.Linear):
+    """``nn.Linear`` applied to ``sign(x)`` (gradient straight through where |x| <= 1)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache = _WeightCache()
+
+    @classmethod
+    def from_float(cls, module: nn.Linear) -> BinaryInputLinear:
+        layer = cls(module.in_features, module.out_features, module.bias is not None,
+                    device=module.weight.device, dtype=module.weight.dtype)
+        layer.load_state_dict(module.state_dict())
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or self.weight.dtype != torch.float32:
+            return F.linear(ste_sign(x), self.weight, self.bias)
+        x2 = x.reshape(-1, self.in_features)
+        weight = self.weight.detach()
+        ones = self._cache.get(weight, ("ones", x2.shape[0]),
+                               lambda: torch.ones(x2.shape[0], device=x.device))
+        out = ops.bwn_gemm(weight, ops.pack_bits(x2), ones, self.in_features).T
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+class BinaryInputConv2d(nn.Conv2d):
+    """``nn.Conv2d`` applied to ``sign(x)``; zero padding contributes 0 as in float."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _check_conv(self)
+        self._cache = _WeightCache()
+
+    @classmethod
+    def from_float(cls, module: nn.Conv2d) -> BinaryInputConv2d:
+        _check_conv(module)
+        layer = cls(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                    module.padding, module.dilation, module.groups, module.bias is not None,
+                    module.padding_mode, device=module.weight.device, dtype=module.weight.dtype)
+        layer.load_state_dict(module.state_dict())
+        return layer
+
+    def _tap_weight(self, words: int) -> torch.Tensor:
+        """float32 ``[O, kh*kw*32*words]``: the weight in packed-patch order, 0 on pad bits."""
+        w = self.weight.detach().permute(0, 2, 3, 1)
+        return F.pad(w, (0, 32 * words - self.in_channels)).reshape(self.out_channels, -1)
+
+    def _padding_fix(self, height: int, width: int) -> torch.Tensor:
+        """``[O, Ho*Wo]``: sum of the weights over each output's padded taps, which the packed
+        input reads as -1 (all-zero words) where float has 0."""
+        indicator = padding_indicator(height, width, self.padding, self.weight.device)
+        tap_sums = self.weight.detach().sum(1, keepdim=True)
+        fix = F.conv2d(indicator, tap_sums, None, self.stride, 0, self.dilation)
+        return fix[0].flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or self.weight.dtype != torch.float32:
+            return self._conv_forward(ste_sign(x), self.weight, self.bias)
+        patches, ho, wo = pack_patches(x, self.kernel_size, self.stride, self.padding,
+                                       self.dilation)
+        weight = self.weight.detach()
+        words = patches.shape[1] // (self.kernel_size[0] * self.kernel_size[1])
+        tap_weight = self._cache.get(weight, ("taps", words), lambda: self._tap_weight(words))
+        ones = self._cache.get(weight, ("ones", patches.shape[0]),
+                               lambda: torch.ones(patches.shape[0], device=x.device))
+        out = ops.bwn_gemm(tap_weight, patches, ones, tap_weight.shape[1])  # [O, B*Ho*Wo]
+        fix = self._cache.get(weight, ("fix", *x.shape[2:]),
+                              lambda: self._padding_fix(x.shape[2], x.shape[3]))
+        out = out.view(self.out_channels, x.shape[0], ho * wo) + fix[:, None, :]
+        if self.bias is not None:
+            out = out + self.bias[:, None, None]
+        return out.view(self.out_channels, x.shape[0], ho, wo).permute(1, 0, 2, 3).to(x.dtype)

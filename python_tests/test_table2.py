@@ -1,0 +1,31 @@
+import json
+import os
+
+from emokernels.experiments.table2 import METHODS, Settings, format_table, run_table2
+
+
+def test_table2_small_run_writes_every_output(tmp_path):
+    settings = Settings(train_size=48, epochs=1, steps_per_epoch=2, lr=1e-2, batch_size=4,
+                        measure_size=48, timing_repeats=1, identities=6)
+    rows = run_table2(settings, str(tmp_path), log=lambda _: None)
+    assert [r["method"] for r in rows] == [m.key for m in METHODS]
+    by_key = {r["method"]: r for r in rows}
+    for key in ("hashed", "cp_squeezenet"):
+        assert by_key[key]["status"].startswith("not available")
+    for key in ("vgg_s", "bwn", "xnor", "binary_activations", "squeezenet"):
+        row = by_key[key]
+        assert row["status"] == "ok" and 0 <= row["test_accuracy"] <= 100
+        assert row["epoch_s"] > 0 and row["inference_s"] > 0 and row["file_bytes"] > 0
+    # binary weights: 1 bit instead of 32 for all but the first and last layer
+    assert by_key["xnor"]["model_bytes"] < by_key["vgg_s"]["model_bytes"] / 10
+    assert by_key["bwn"]["size_ratio"] == by_key["bwn"]["model_bytes"] / by_key["vgg_s"][
+        "model_bytes"]
+    for name in ("table2.json", "table2.csv", "table2.png"):
+        assert os.path.getsize(tmp_path / name) > 0
+    saved = json.loads((tmp_path / "table2.json").read_text())
+    assert saved["settings"]["epochs"] == 1 and len(saved["rows"]) == len(METHODS)
+    assert "XNOR-Net VGG-S" in format_table(rows)
+    # checkpoints let an interrupted run resume: a rerun trains no further epochs
+    again = run_table2(settings, str(tmp_path), log=lambda _: None)
+    assert {r["method"]: len(r.get("history", [])) for r in again} == \
+        {r["method"]: len(r.get("history", [])) for r in rows}
