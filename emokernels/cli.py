@@ -40,8 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emokernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, backends, CPU features and kernel paths")
-    demo = sub.add_parser("demo", help="convert VGG-S to XNOR / BWN and measure it")
-    demo.add_argument("--out", default="demo_out", help="folder for the JSON results")
     reproduce = sub.add_parser("reproduce", help="reproduce one of the paper's experiments")
     reproduce.add_argument("experiment", choices=["table2"])
     reproduce.add_argument("--quick", action="store_true",
@@ -54,11 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "info":
         print("\n".join(info_lines()))
-        return 0
-    if args.command == "demo":
-        from .demo import run_demo
-
-        run_demo(args.out)
         return 0
     from .experiments.table2 import Settings, run_table2
 

@@ -1,4 +1,4 @@
-"""Wall-clock medians for benchmarks and the demo."""
+"""Wall-clock medians for the benchmarks and the reproduction."""
 
 from __future__ import annotations
 

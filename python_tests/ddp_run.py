@@ -22,10 +22,11 @@ def tiny_data() -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(x, (x.mean((1, 2, 3)) * 40).long() % 4)
 
 
-def run(epochs: int, checkpoint: str | None = None) -> nn.Module:
+def run(epochs: int, checkpoint: str | None = None, optimizer: str = "sgd") -> nn.Module:
     model = tiny_model()
-    config = TrainConfig(epochs=epochs, lr=0.05, batch_size=16, progress=False,
-                         checkpoint=checkpoint)
+    config = TrainConfig(epochs=epochs, lr=0.05 if optimizer == "sgd" else 0.01,
+                         batch_size=16, progress=False, checkpoint=checkpoint,
+                         optimizer=optimizer)
     train(model, tiny_data(), None, config)
     return model
 

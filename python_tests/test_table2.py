@@ -16,6 +16,7 @@ def test_table2_small_run_writes_every_output(tmp_path):
         row = by_key[key]
         assert row["status"] == "ok" and 0 <= row["test_accuracy"] <= 100
         assert row["epoch_s"] > 0 and row["inference_s"] > 0 and row["file_bytes"] > 0
+        assert row["packed_agreement"] >= 75  # eval runs packed: (nearly) the float predictions
     # binary weights: 1 bit instead of 32 for all but the first and last layer
     assert by_key["xnor"]["model_bytes"] < by_key["vgg_s"]["model_bytes"] / 10
     assert by_key["bwn"]["size_ratio"] == by_key["bwn"]["model_bytes"] / by_key["vgg_s"][

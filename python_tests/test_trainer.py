@@ -19,14 +19,16 @@ def test_training_lowers_the_loss():
     assert result.history[-1]["val_accuracy"] == evaluate(model, tiny_data())
 
 
-def test_resume_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resume_matches_an_uninterrupted_run(tmp_path, optimizer):
     checkpoint = str(tmp_path / "ckpt.safetensors")
-    straight = run(epochs=4)
-    run(epochs=2, checkpoint=checkpoint)  # "interrupted" after two finished epochs
+    straight = run(epochs=4, optimizer=optimizer)
+    run(epochs=2, checkpoint=checkpoint, optimizer=optimizer)  # "interrupted" after 2 epochs
     resumed_model = tiny_model()
     result = train(resumed_model, tiny_data(), None,
-                   TrainConfig(epochs=4, lr=0.05, batch_size=16, progress=False,
-                               checkpoint=checkpoint))
+                   TrainConfig(epochs=4, lr=0.05 if optimizer == "sgd" else 0.01,
+                               batch_size=16, progress=False, checkpoint=checkpoint,
+                               optimizer=optimizer))
     assert result.resumed_from_epoch == 2 and len(result.history) == 4
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed_model.state_dict()[key], value)
@@ -38,6 +40,11 @@ def test_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="not a training checkpoint"):
         train(tiny_model(), tiny_data(), None,
               TrainConfig(epochs=1, progress=False, checkpoint=str(path)))
+
+
+def test_unknown_optimizer():
+    with pytest.raises(ValueError, match="sgd or adam"):
+        train(tiny_model(), tiny_data(), None, TrainConfig(epochs=1, optimizer="lion"))
 
 
 def test_two_process_ddp_equals_single_process(tmp_path):

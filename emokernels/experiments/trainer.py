@@ -19,6 +19,7 @@ from tqdm import tqdm
 class TrainConfig:
     """The paper's settings by default: SGD, momentum 0.9, lr 1e-3, batch 20."""
 
+    optimizer: str = "sgd"  # or "adam" (momentum is then beta1)
     epochs: int = 100
     lr: float = 1e-3
     momentum: float = 0.9
@@ -98,14 +99,30 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64,
     return correct / max(1, total)
 
 
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr,
+                                betas=(config.momentum, 0.999), weight_decay=config.weight_decay)
+    raise ValueError(f"optimizer must be sgd or adam, got {config.optimizer!r}")
+
+
+def _optimizer_state_names(optimizer: torch.optim.Optimizer) -> tuple[str, ...]:
+    return ("momentum_buffer",) if isinstance(optimizer, torch.optim.SGD) else (
+        "exp_avg", "exp_avg_sq", "step")
+
+
 def _save_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimizer,
                      epoch: int, result: TrainResult) -> None:
     tensors = {f"model.{k}": v.detach().clone().contiguous().cpu()
                for k, v in model.state_dict().items()}
     for i, p in enumerate(optimizer.param_groups[0]["params"]):
-        buf = optimizer.state.get(p, {}).get("momentum_buffer")
-        if buf is not None:
-            tensors[f"momentum.{i}"] = buf.detach().clone().contiguous().cpu()
+        for name in _optimizer_state_names(optimizer):
+            value = optimizer.state.get(p, {}).get(name)
+            if value is not None:
+                tensors[f"optim.{i}.{name}"] = value.detach().clone().contiguous().cpu()
     meta = {"epoch": str(epoch), "result": json.dumps(asdict(result))}
     tmp = f"{path}.tmp"
     save_file(tensors, tmp, metadata=meta)
@@ -123,8 +140,10 @@ def _load_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimiz
     tensors = load_file(path, device=device)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     for i, p in enumerate(optimizer.param_groups[0]["params"]):
-        if f"momentum.{i}" in tensors:
-            optimizer.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"]
+        for name in _optimizer_state_names(optimizer):
+            if f"optim.{i}.{name}" in tensors:
+                value = tensors[f"optim.{i}.{name}"]
+                optimizer.state[p][name] = value.cpu() if name == "step" else value
     return int(meta["epoch"]), TrainResult(**json.loads(meta["result"]))
 
 
@@ -143,8 +162,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None,
     world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must divide by the {world} processes")
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = _optimizer(model, config)
     start, result = 0, TrainResult()
     if config.checkpoint and os.path.exists(config.checkpoint):
         start, result = _load_checkpoint(config.checkpoint, model, optimizer, device)
