@@ -118,16 +118,27 @@ def test_binary_input_conv_packed_matches_float(isa, geometry, channels):
 
 
 @pytest.mark.parametrize("features", [1, 33, 300])
-def test_binary_input_linear_packed_matches_float(isa, features):
+@pytest.mark.parametrize("rows", [3, 40])  # float GEMV below 32 rows, packed above
+def test_binary_input_linear_packed_matches_float(isa, features, rows):
     layer = ek.BinaryInputLinear.from_float(nn.Linear(features, 20))
-    x = torch.randn(3, 4, features)
+    x = torch.randn(rows, 2, features)
     float_out, packed_out = train_and_eval(layer, x)
     torch.testing.assert_close(packed_out, float_out, rtol=1e-4, atol=1e-4)
 
 
+def test_binary_input_layers_under_inference_mode():
+    conv = ek.BinaryInputConv2d(8, 16, 3, padding=1).eval()
+    linear = ek.BinaryInputLinear(8, 4).eval()
+    x = torch.randn(40, 8, 5, 5)
+    expected = (conv(x), linear(x.mean((2, 3))))
+    with torch.inference_mode():
+        assert torch.equal(conv(x), expected[0])
+        assert torch.equal(linear(x.mean((2, 3))), expected[1])
+
+
 def test_binary_input_follows_weight_updates():
     layer = ek.BinaryInputLinear(40, 20).eval()
-    x = torch.randn(3, 40)
+    x = torch.randn(33, 40)
     before = layer(x)
     with torch.no_grad():
         layer.weight.mul_(2)

@@ -148,6 +148,9 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void tile_avx512_rows(
 }
 
 inline void tile_avx512(const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
+  if (m_count == kAvx512MR && n_count == 1) {
+    return tile_avx512_rows<kAvx512MR, 1>(p, m0, m_count, n0, n_count);  // a GEMV, no waste
+  }
   if (m_count == kAvx512MR) {
     return tile_avx512_rows<kAvx512MR, kAvx512NR>(p, m0, m_count, n0, n_count);
   }
@@ -216,9 +219,12 @@ inline void run_lut(const BwnProblem<float>& p) {
   });
 }
 
-__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void row_sums_avx512(const float* x, float* out,
-                                                                        int64_t m, int64_t k) {
-  for (int64_t r = 0; r < m; ++r) {
+__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void row_sums_rows(const float* x,
+                                                                             float* out,
+                                                                             int64_t begin,
+                                                                             int64_t end,
+                                                                             int64_t k) {
+  for (int64_t r = begin; r < end; ++r) {
     __m512 acc = _mm512_setzero_ps();
     int64_t kk = 0;
     for (; kk + 16 <= k; kk += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(x + r * k + kk));
@@ -226,6 +232,12 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void row_sums_avx512(co
     acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(rest, x + r * k + kk));
     out[r] = _mm512_reduce_add_ps(acc);
   }
+}
+
+inline void row_sums_avx512(const float* x, float* out, int64_t m, int64_t k) {
+  at::parallel_for(0, m, std::max<int64_t>(1, 16384 / k), [&](int64_t begin, int64_t end) {
+    row_sums_rows(x, out, begin, end, k);
+  });
 }
 
 // AVX-512 BF16: each 32-bit weight word becomes 32 bf16 +-1 values once per tile (one blend),
@@ -286,10 +298,16 @@ inline void run_bwn(const BwnProblem<c10::BFloat16>& p, CpuIsa isa) {
   }
 }
 
-// float32 x: table lookup for 16+ rows on AVX-512 (the only path that reads implicit im2col
-// rows), row tiles otherwise. row_sums must hold M floats.
+// float32 x: table lookup for 16+ rows and 32+ columns on AVX-512 (the only path that reads
+// implicit im2col rows), row tiles otherwise. row_sums must hold M floats.
+// Tables pay off when many weight rows share them; with few (a binary-input GEMV) the row
+// tiles win.
+constexpr int64_t kLutMinCols = 32;
+
 inline void run_bwn(BwnProblem<float> p, CpuIsa isa, float* row_sums) {
-  if (isa == CpuIsa::Avx512 && p.m >= lut::kRows) return run_lut(p);
+  if (isa == CpuIsa::Avx512 && p.m >= lut::kRows && (p.n >= kLutMinCols || p.conv)) {
+    return run_lut(p);
+  }
   TORCH_CHECK(p.conv == nullptr, "bwn: implicit im2col needs the AVX-512 table path");
   p.row_sums = row_sums;
   switch (isa) {

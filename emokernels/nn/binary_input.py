@@ -16,6 +16,9 @@ from .. import ops
 from .bit_patches import pack_patches, padding_indicator
 from .ste import ste_sign
 
+# Below this many input rows the packed path cannot beat reading the float weights once.
+_MIN_PACKED_ROWS = 32
+
 
 def _check_conv(module: nn.Conv2d) -> None:
     if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
@@ -29,10 +32,12 @@ class _WeightCache:
     def __init__(self) -> None:
         self.key, self.values = None, {}
 
-    def get(self, weight: torch.Tensor, name, make):
+    def get(self, weight: nn.Parameter, name, make):
         if torch.compiler.is_compiling():
             return make()
-        key = (weight._version, weight.data_ptr(), weight.device)
+        # parameters created under inference_mode carry no version counter (and cannot change)
+        version = -1 if weight.is_inference() else weight._version
+        key = (version, weight.data_ptr(), weight.device)
         if key != self.key:
             self.key, self.values = key, {}
         if name not in self.values:
@@ -55,13 +60,13 @@ class BinaryInputLinear(nn.Linear):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training or self.weight.dtype != torch.float32:
-            return F.linear(ste_sign(x), self.weight, self.bias)
         x2 = x.reshape(-1, self.in_features)
-        weight = self.weight.detach()
-        ones = self._cache.get(weight, ("ones", x2.shape[0]),
+        # Few rows: a float GEMV with +-1 reads the weights once, as fast as it gets.
+        if self.training or self.weight.dtype != torch.float32 or x2.shape[0] < _MIN_PACKED_ROWS:
+            return F.linear(ste_sign(x), self.weight, self.bias)
+        ones = self._cache.get(self.weight, ("ones", x2.shape[0]),
                                lambda: torch.ones(x2.shape[0], device=x.device))
-        out = ops.bwn_gemm(weight, ops.pack_bits(x2), ones, self.in_features).T
+        out = ops.bwn_gemm(self.weight.detach(), ops.pack_bits(x2), ones, self.in_features).T
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
@@ -102,7 +107,7 @@ class BinaryInputConv2d(nn.Conv2d):
             return self._conv_forward(ste_sign(x), self.weight, self.bias)
         patches, ho, wo = pack_patches(x, self.kernel_size, self.stride, self.padding,
                                        self.dilation)
-        weight = self.weight.detach()
+        weight = self.weight
         words = patches.shape[1] // (self.kernel_size[0] * self.kernel_size[1])
         tap_weight = self._cache.get(weight, ("taps", words), lambda: self._tap_weight(words))
         ones = self._cache.get(weight, ("ones", patches.shape[0]),

@@ -44,7 +44,8 @@ class PackedWeightMixin:
             # Traced graphs hold no Python-side caches: they pack (or read buffers) every call.
             return (self.weight_bits, self.alpha) if self.is_frozen else self._pack(self.weight)
         source = self.weight_bits if self.is_frozen else self.weight
-        key = (self.is_frozen, source._version, source.data_ptr(), source.device)
+        version = -1 if source.is_inference() else source._version  # inference: immutable
+        key = (self.is_frozen, version, source.data_ptr(), source.device)
         if key != self._pack_key:
             self._packed = (self.weight_bits, self.alpha) if self.is_frozen else self._pack(source)
             self._pack_key = key
