@@ -9,9 +9,13 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from .convert import freeze
+from .nn import BinaryInputConv2d, BinaryInputLinear
 from .nn.packed_weight import PackedWeightMixin
 
 _META_KEY = "emokernels.frozen_layers"
+# Layers the file must name so that loading rebuilds them: packed-weight layers, and layers
+# whose float weights look like nn.Conv2d / nn.Linear but which binarize their input.
+_RECORDED = (PackedWeightMixin, BinaryInputConv2d, BinaryInputLinear)
 
 
 def _layer_options(module: nn.Module) -> dict:
@@ -22,12 +26,13 @@ def _layer_options(module: nn.Module) -> dict:
 def save_compressed(model: nn.Module, path: str | os.PathLike) -> None:
     """Freezes ``model`` and writes its state (packed bits for binary layers) to ``path``.
 
-    The file records which layers are binary, so :func:`load_compressed` can rebuild them.
+    The file records which layers are binary (weights or inputs), so :func:`load_compressed`
+    can rebuild them.
     The write goes to a temporary file first: an existing file is replaced only on success.
     """
     freeze(model)
     layers = {name: {"class": type(m).__name__, **_layer_options(m)}
-              for name, m in model.named_modules() if isinstance(m, PackedWeightMixin)}
+              for name, m in model.named_modules() if isinstance(m, _RECORDED)}
     # Cloned: tied weights share storage, which safetensors refuses to write.
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     tmp = f"{os.fspath(path)}.tmp"
@@ -60,11 +65,11 @@ def load_compressed(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             raise ValueError(f"{path} has binary layer {name!r}, which the model lacks") from err
         cls = getattr(enn, info.pop("class"))
         if type(current) is not cls:
-            if isinstance(current, PackedWeightMixin):
+            if isinstance(current, _RECORDED):
                 raise ValueError(f"layer {name!r} is {type(current).__name__} in the model but "
                                  f"{cls.__name__} in {path}")
             current = cls.from_float(current, **info)
-        if not current.is_frozen:
+        if isinstance(current, PackedWeightMixin) and not current.is_frozen:
             current._frozen_placeholders()
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, current)
