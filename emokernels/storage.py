@@ -12,7 +12,7 @@ from .convert import freeze
 from .nn import BinaryInputConv2d, BinaryInputLinear
 from .nn.packed_weight import PackedWeightMixin
 
-_META_KEY = "emokernels.frozen_layers"
+_META_KEY = "emokernels.binary_layers"
 # Layers the file must name so that loading rebuilds them: packed-weight layers, and layers
 # whose float weights look like nn.Conv2d / nn.Linear but which binarize their input.
 _RECORDED = (PackedWeightMixin, BinaryInputConv2d, BinaryInputLinear)
