@@ -37,6 +37,7 @@ def info_lines() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``emokernels`` command; returns the exit status."""
     parser = argparse.ArgumentParser(prog="emokernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, backends, CPU features and kernel paths")

@@ -183,6 +183,7 @@ def run_table2(settings: Settings, out_dir: str, log=print) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
+    """The rows as a text table beside the paper's accuracies."""
     head = (f"{'method':<30} {'acc %':>6} {'paper %':>8} {'size MB':>8} {'x base':>7} "
             f"{'epoch s':>8} {'speedup':>8} {'infer ms':>9} {'speedup':>8}")
     lines = [head, "-" * len(head)]
@@ -202,6 +203,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def write_outputs(rows: list[dict], settings: Settings, out_dir: str) -> None:
+    """Writes table2.json (everything), table2.csv (the table) and table2.png (the plot)."""
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "table2.json"), "w") as f:
         json.dump({"settings": settings.__dict__, "rows": rows}, f, indent=2)

@@ -67,6 +67,7 @@ class _GlobalBatches(Sampler[int]):
 
 
 def distributed() -> bool:
+    """Whether this process is part of an initialized process group."""
     return dist.is_available() and dist.is_initialized()
 
 
