@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 
@@ -50,9 +51,12 @@ def test_unknown_optimizer():
 def test_two_process_ddp_equals_single_process(tmp_path):
     out = tmp_path / "ddp.safetensors"
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    with socket.socket() as probe:  # a free loopback port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29533", os.path.join(os.path.dirname(__file__), "ddp_run.py"),
-           str(out)]
+           "--master_addr", "127.0.0.1", "--master_port", str(port),
+           os.path.join(os.path.dirname(__file__), "ddp_run.py"), str(out)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
                           cwd=os.path.dirname(os.path.dirname(__file__)))
     assert done.returncode == 0, done.stderr[-3000:]
