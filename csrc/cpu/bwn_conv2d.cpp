@@ -59,18 +59,7 @@ at::Tensor bwn_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
                    {h * w * c, stride[0] * w * c, stride[1] * c, dilation[0] * w * c,
                     dilation[1] * c, 1})
           .reshape({m, k});
-  if (x.scalar_type() == at::kBFloat16) {
-    bwn::run_bwn(bwn::BwnProblem<c10::BFloat16>{patches.data_ptr<c10::BFloat16>(), wp,
-                                                alpha.data_ptr<float>(), nullptr,
-                                                out.data_ptr<c10::BFloat16>(), m, n, k,
-                                                wt.size(1)},
-                 isa);
-    return out;
-  }
-  std::vector<float> row_sums(m);
-  bwn::run_bwn(bwn::BwnProblem<float>{patches.data_ptr<float>(), wp, alpha.data_ptr<float>(),
-                                      nullptr, out.data_ptr<float>(), m, n, k, wt.size(1)},
-               isa, row_sums.data());
+  bwn::run_dense(patches, wp, wt.size(1), alpha.data_ptr<float>(), out, isa);
   return out;
 }
 

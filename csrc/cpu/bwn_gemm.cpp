@@ -20,19 +20,8 @@ at::Tensor bwn_gemm_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
   const at::Tensor alpha = alpha_in.to(at::kFloat).contiguous();
   at::Tensor out = at::empty({x.size(0), w.size(0)}, x.options());
   if (out.numel() == 0) return out;
-  const auto* wp = reinterpret_cast<const uint32_t*>(w.data_ptr<int32_t>());
-  if (x.scalar_type() == at::kBFloat16) {
-    bwn::run_bwn(bwn::BwnProblem<c10::BFloat16>{x.data_ptr<c10::BFloat16>(), wp,
-                                                alpha.data_ptr<float>(), nullptr,
-                                                out.data_ptr<c10::BFloat16>(), x.size(0),
-                                                w.size(0), k, w.size(1)},
-                 active_cpu_isa());
-    return out;
-  }
-  std::vector<float> row_sums(x.size(0));
-  bwn::run_bwn(bwn::BwnProblem<float>{x.data_ptr<float>(), wp, alpha.data_ptr<float>(), nullptr,
-                                      out.data_ptr<float>(), x.size(0), w.size(0), k, w.size(1)},
-               active_cpu_isa(), row_sums.data());
+  bwn::run_dense(x, reinterpret_cast<const uint32_t*>(w.data_ptr<int32_t>()), w.size(1),
+                 alpha.data_ptr<float>(), out, active_cpu_isa());
   return out;
 }
 

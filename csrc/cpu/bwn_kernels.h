@@ -324,6 +324,21 @@ inline void run_bwn(BwnProblem<float> p, CpuIsa isa, float* row_sums) {
   }
 }
 
+// out [M, N] = alpha * (x [M, K] @ sign(W).T) for a dense, contiguous x of either dtype.
+inline void run_dense(const at::Tensor& x, const uint32_t* w, int64_t words, const float* alpha,
+                      at::Tensor& out, CpuIsa isa) {
+  const int64_t m = x.size(0), k = x.size(1), n = out.size(-1);
+  if (x.scalar_type() == at::kBFloat16) {
+    return run_bwn(BwnProblem<c10::BFloat16>{x.data_ptr<c10::BFloat16>(), w, alpha, nullptr,
+                                             out.data_ptr<c10::BFloat16>(), m, n, k, words},
+                   isa);
+  }
+  std::vector<float> row_sums(m);
+  run_bwn(BwnProblem<float>{x.data_ptr<float>(), w, alpha, nullptr, out.data_ptr<float>(), m, n,
+                            k, words},
+          isa, row_sums.data());
+}
+
 // Checks of the binary-weight operands shared by the bwn ops.
 inline void check_weights(const at::Tensor& x, const at::Tensor& w, const at::Tensor& alpha,
                           int64_t k, const char* op) {

@@ -10,6 +10,7 @@ from .. import ops
 from .bit_patches import pack_patches, padding_indicator
 from .packed_weight import PackedWeightMixin
 from .ste import ste_sign
+from .weight_cache import float_twin
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -39,17 +40,7 @@ class BinaryConv2d(PackedWeightMixin, nn.Conv2d):
     @classmethod
     def from_float(cls, module: nn.Conv2d, **options) -> BinaryConv2d:
         """A new layer with ``module``'s geometry, latent weights and bias (copied)."""
-        if not isinstance(module, nn.Conv2d):
-            raise TypeError(f"{cls.__name__}.from_float expects nn.Conv2d, got {type(module)}")
-        layer = cls(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                    module.padding, module.dilation, module.groups, module.bias is not None,
-                    module.padding_mode, device=module.weight.device, dtype=module.weight.dtype,
-                    **options)
-        with torch.no_grad():
-            layer.weight.copy_(module.weight)
-            if module.bias is not None:
-                layer.bias.copy_(module.bias)
-        return layer
+        return float_twin(cls, module, **options)
 
     from_conv = from_float
 

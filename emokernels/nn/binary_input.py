@@ -15,6 +15,7 @@ from torch import nn
 from .. import ops
 from .bit_patches import pack_patches, padding_indicator
 from .ste import ste_sign
+from .weight_cache import WeightCache, float_twin
 
 # Below this many input rows the packed path cannot beat reading the float weights once.
 _MIN_PACKED_ROWS = 32
@@ -26,38 +27,17 @@ def _check_conv(module: nn.Conv2d) -> None:
                                   "and explicit padding sizes")
 
 
-class _WeightCache:
-    """Values derived from a float weight, rebuilt when the weight changes."""
-
-    def __init__(self) -> None:
-        self.key, self.values = None, {}
-
-    def get(self, weight: nn.Parameter, name, make):
-        if torch.compiler.is_compiling():
-            return make()
-        # parameters created under inference_mode carry no version counter (and cannot change)
-        version = -1 if weight.is_inference() else weight._version
-        key = (version, weight.data_ptr(), weight.device)
-        if key != self.key:
-            self.key, self.values = key, {}
-        if name not in self.values:
-            self.values[name] = make()
-        return self.values[name]
-
-
 class BinaryInputLinear(nn.Linear):
     """``nn.Linear`` applied to ``sign(x)`` (gradient straight through where |x| <= 1)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._cache = _WeightCache()
+        self._cache = WeightCache()
 
     @classmethod
     def from_float(cls, module: nn.Linear) -> BinaryInputLinear:
-        layer = cls(module.in_features, module.out_features, module.bias is not None,
-                    device=module.weight.device, dtype=module.weight.dtype)
-        layer.load_state_dict(module.state_dict())
-        return layer
+        """A new layer with ``module``'s shape, weight and bias (copied)."""
+        return float_twin(cls, module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)
@@ -78,16 +58,12 @@ class BinaryInputConv2d(nn.Conv2d):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         _check_conv(self)
-        self._cache = _WeightCache()
+        self._cache = WeightCache()
 
     @classmethod
     def from_float(cls, module: nn.Conv2d) -> BinaryInputConv2d:
-        _check_conv(module)
-        layer = cls(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                    module.padding, module.dilation, module.groups, module.bias is not None,
-                    module.padding_mode, device=module.weight.device, dtype=module.weight.dtype)
-        layer.load_state_dict(module.state_dict())
-        return layer
+        """A new layer with ``module``'s geometry, weight and bias (copied)."""
+        return float_twin(cls, module)
 
     def _tap_weight(self, words: int) -> torch.Tensor:
         """float32 ``[O, kh*kw*32*words]``: the weight in packed-patch order, 0 on pad bits."""

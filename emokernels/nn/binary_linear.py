@@ -9,6 +9,7 @@ from torch import nn
 from .. import ops
 from .packed_weight import PackedWeightMixin
 from .ste import ste_sign
+from .weight_cache import float_twin
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -28,15 +29,7 @@ class BinaryLinear(PackedWeightMixin, nn.Linear):
     @classmethod
     def from_float(cls, module: nn.Linear, **options) -> BinaryLinear:
         """A new layer with ``module``'s shape, latent weights and bias (copied)."""
-        if not isinstance(module, nn.Linear):
-            raise TypeError(f"{cls.__name__}.from_float expects nn.Linear, got {type(module)}")
-        layer = cls(module.in_features, module.out_features, module.bias is not None,
-                    device=module.weight.device, dtype=module.weight.dtype, **options)
-        with torch.no_grad():
-            layer.weight.copy_(module.weight)
-            if module.bias is not None:
-                layer.bias.copy_(module.bias)
-        return layer
+        return float_twin(cls, module, **options)
 
     def weight_shape(self) -> tuple[int, ...]:
         return (self.out_features, self.in_features)

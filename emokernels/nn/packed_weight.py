@@ -11,19 +11,16 @@ import torch
 from torch import nn
 
 from .. import ops
+from .weight_cache import WeightCache
 
 
 class PackedWeightMixin:
     """Mixin for a module with ``weight`` ``[out, ...]`` that runs on packed sign bits."""
 
     weight: nn.Parameter | None
-    _pack_key: tuple | None
-    _packed: tuple[torch.Tensor, torch.Tensor] | None
 
     def _init_packing(self) -> None:
-        self._pack_key = None
-        self._packed = None
-        self._derived: dict = {}
+        self._cache = WeightCache()
 
     @property
     def is_frozen(self) -> bool:
@@ -38,28 +35,18 @@ class PackedWeightMixin:
         alpha = w.abs().reshape(w.shape[0], -1).mean(1).float()
         return self._pack_weight(w), alpha
 
+    def _source(self) -> torch.Tensor:
+        return self.weight_bits if self.is_frozen else self.weight
+
     def packed_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(weight_bits int32 [out, W], alpha float32 [out])``, packed once per weight change."""
-        if torch.compiler.is_compiling():
-            # Traced graphs hold no Python-side caches: they pack (or read buffers) every call.
-            return (self.weight_bits, self.alpha) if self.is_frozen else self._pack(self.weight)
-        source = self.weight_bits if self.is_frozen else self.weight
-        version = -1 if source.is_inference() else source._version  # inference: immutable
-        key = (self.is_frozen, version, source.data_ptr(), source.device)
-        if key != self._pack_key:
-            self._packed = (self.weight_bits, self.alpha) if self.is_frozen else self._pack(source)
-            self._pack_key = key
-            self._derived = {}
-        return self._packed
+        if self.is_frozen:
+            return self.weight_bits, self.alpha
+        return self._cache.get(self.weight, "packed", lambda: self._pack(self.weight))
 
     def derived(self, name, make):
         """A value derived from the packed weights, cached until they change."""
-        if torch.compiler.is_compiling():
-            return make()
-        self.packed_weight()
-        if name not in self._derived:
-            self._derived[name] = make()
-        return self._derived[name]
+        return self._cache.get(self._source(), name, make)
 
     def freeze(self) -> None:
         """Drops the latent float weights, keeping packed bits and alpha as buffers."""
@@ -70,8 +57,6 @@ class PackedWeightMixin:
         self.register_parameter("weight", None)
         self.register_buffer("weight_bits", bits.clone())
         self.register_buffer("alpha", alpha.clone())
-        self._packed = None
-        self._pack_key = None
 
     def _frozen_placeholders(self) -> None:
         """Turns a fresh module into an empty frozen one, ready for ``load_state_dict``."""
