@@ -43,12 +43,13 @@ def sources(pattern: str) -> list[str]:
 
 
 def extension():
-    cpp = sources("csrc/*.cpp") + sources("csrc/common/*.cpp") + sources("csrc/cpu/*.cpp")
+    # Recursive: a new folder under csrc/ is built, never skipped silently.
+    cpp = [p for p in sources("csrc/**/*.cpp") if not p.startswith(os.path.join("csrc", "cuda"))]
     # at::parallel_for is an OpenMP pragma in ATen's headers: without -fopenmp it runs serially.
     cxx_flags = ["-O3", "-std=c++20", "-fvisibility=hidden", "-Wno-maybe-uninitialized", "-fopenmp",
                  "-ffp-contract=off"]
     link_flags = ["-fopenmp"]
-    cuda_sources = sources("csrc/cuda/*.cu")
+    cuda_sources = sources("csrc/**/*.cu")
     if want_cuda() and cuda_sources:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
         return CUDAExtension(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
@@ -10,6 +11,8 @@ import torch
 
 import emokernels
 
+# The values EMOKERNELS_CPU_ISA may take (the C++ cpu_isa op checks them).
+CPU_ISAS = ("auto", "avx512", "avx2", "portable")
 # The input dtypes whose kernel path differs, per op.
 OPS = {"pack_bits": ("float32", "bfloat16"), "xnor_gemm": ("int32",),
        "bwn_gemm": ("float32", "bfloat16")}
@@ -26,7 +29,7 @@ def info_lines() -> list[str]:
         f"backends: CPU{', CUDA' if cuda else ''} compiled; CUDA device: "
         f"{torch.cuda.get_device_name() if cuda and torch.cuda.is_available() else 'none'}",
         f"cpu features: {kernels.cpu_features() or 'none detected'}",
-        f"cpu path: {kernels.cpu_isa()} (force with EMOKERNELS_CPU_ISA=avx512|avx2|portable)",
+        f"cpu path: {kernels.cpu_isa()} (force with EMOKERNELS_CPU_ISA={'|'.join(CPU_ISAS)})",
         f"threads: {torch.get_num_threads()}",
         "kernel paths:",
     ]
@@ -34,6 +37,32 @@ def info_lines() -> list[str]:
         paths = ", ".join(f"{d}: {kernels.cpu_kernel_path(op, d)}" for d in dtypes)
         lines.append(f"  {op:<10} cpu ({paths})" + ("; cuda" if cuda else ""))
     return lines
+
+
+def _data_spec(spec: str) -> str:
+    """argparse type of ``--data``: a bad spec is a usage error, not a traceback mid-run."""
+    from .data.sources import parse_spec  # lazily: torchvision is slow to import for `info`
+
+    try:
+        _, path = parse_spec(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    if path and not os.path.exists(path):
+        raise argparse.ArgumentTypeError(f"{path} not found")
+    return spec
+
+
+def _info() -> int:
+    """Prints :func:`info_lines`; a bad EMOKERNELS_CPU_ISA is reported with exit status 2."""
+    try:
+        torch.ops.emokernels.cpu_isa()  # reads EMOKERNELS_CPU_ISA; raises if it is unusable
+    except RuntimeError as err:
+        print(f"emokernels: {str(err).splitlines()[0]}\n"
+              f"EMOKERNELS_CPU_ISA must be one of {', '.join(CPU_ISAS)} (or unset), and name "
+              "a path this CPU supports", file=sys.stderr)
+        return 2
+    print("\n".join(info_lines()))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,15 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     reproduce.add_argument("experiment", choices=["table2"])
     reproduce.add_argument("--quick", action="store_true",
                            help="scaled-down training (64x64, few epochs); full-size measures")
-    reproduce.add_argument("--data", default="synthetic",
+    reproduce.add_argument("--data", default="synthetic", type=_data_spec,
                            help="synthetic | rafd:PATH | fer2013:PATH | folder:PATH")
     reproduce.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     reproduce.add_argument("--epochs", type=int, help="override the number of epochs")
     reproduce.add_argument("--out", default="table2_out", help="output folder")
     args = parser.parse_args(argv)
     if args.command == "info":
-        print("\n".join(info_lines()))
-        return 0
+        return _info()
     from .experiments.table2 import Settings, run_table2
 
     overrides = dict(data=args.data, device=args.device)

@@ -6,22 +6,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .nn import (
-    BinaryConv2d,
-    BinaryInputConv2d,
-    BinaryInputLinear,
-    BinaryLinear,
-    XnorConv2d,
-    XnorLinear,
-)
 from .nn.packed_weight import PackedWeightMixin
-
-# method -> (replacement for nn.Conv2d, replacement for nn.Linear)
-_METHODS: dict[str, tuple[type, type]] = {
-    "xnor": (XnorConv2d, XnorLinear),
-    "bwn": (BinaryConv2d, BinaryLinear),
-    "binary-activations": (BinaryInputConv2d, BinaryInputLinear),
-}
+from .registry import METHODS, method_options
 
 FilterFn = Callable[[str, nn.Module], bool]
 
@@ -51,10 +37,15 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
             for binary networks).
         **options: passed to the new layers (``scale_activations=True`` for ``"xnor"``).
     """
-    if method not in _METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {sorted(_METHODS)}")
-    if method != "xnor" and options:
-        raise TypeError(f"method {method!r} takes no options, got {sorted(options)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
+    accepted = method_options(method)
+    if set(options) - set(accepted):
+        raise TypeError(f"method {method!r} takes the options {sorted(accepted)}, got "
+                        f"{sorted(options)}")
+    for name, value in options.items():
+        if not isinstance(value, accepted[name]):
+            raise TypeError(f"option {name} must be {accepted[name].__name__}, got {value!r}")
     if model.__class__ in (nn.Conv2d, nn.Linear):
         raise TypeError("convert() swaps the children of a model; wrap a single layer in a "
                         "container or use the layer classes' from_float")
@@ -64,7 +55,7 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
     for name, layer in layers:
         if filter_fn is not None and not filter_fn(name, layer):
             continue
-        conv_cls, linear_cls = _METHODS[method]
+        conv_cls, linear_cls = METHODS[method]
         new = (conv_cls if isinstance(layer, nn.Conv2d) else linear_cls).from_float(layer,
                                                                                    **options)
         new.train(layer.training)

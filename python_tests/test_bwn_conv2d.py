@@ -67,7 +67,10 @@ def _args():
 
 @pytest.mark.parametrize("index, value, message", [
     (0, torch.randn(6, 6, 16), "must be 4-D"),
-    (0, torch.randn(1, 2, 2, 16), "smaller than the kernel"),
+    (0, torch.randn(1, 2, 2, 16), "smaller than the dilated kernel"),
+    (0, torch.randn(1, 6, 6, 0), "C >= 1"),
+    (5, [2**62, 1], "smaller than the dilated kernel"),
+    (5, [(2**64 - 1) // 3, 1], "smaller than the dilated kernel"),
     (0, torch.randn(1, 6, 6, 48), r"ceil\(k/32\)"),
     (0, torch.randn(1, 6, 6, 16).double(), "float32 or bfloat16"),
     (2, torch.rand(5), "alpha has 5 entries"),
@@ -80,14 +83,48 @@ def test_bad_input(index, value, message):
         torch.ops.emokernels.bwn_conv2d(*args)
 
 
-def test_no_gradient():
-    args = _args()
-    args[0].requires_grad_()
-    with pytest.raises(RuntimeError, match="inference-only"):
-        torch.ops.emokernels.bwn_conv2d(*args).sum().backward()
+@pytest.mark.parametrize("x, kernel, dilation", [
+    ((1, 6, 7, 16), (4, 1), ((2**64 - 1) // 3, 1)),  # once a crash on the AVX-512 path
+    ((1, 6, 6, 16), (4, 1), ((2**64 - 1) // 3, 1)),  # once an output taller than its input
+    ((1, 9, 9, 16), (5, 1), (2**62, 1)),
+    ((2, 5, 5, 32), (2, 2), (2**63 - 1, 2**63 - 1)),
+])
+def test_overflowing_geometry_is_an_error(isa, x, kernel, dilation):
+    weight = torch.randn(8, x[3], *kernel)
+    with pytest.raises(RuntimeError, match="smaller than the dilated kernel"):
+        ops.bwn_conv2d(torch.randn(x), pack(weight), torch.ones(8), kernel, (1, 1), dilation)
+
+
+@pytest.mark.parametrize("kernel, stride, dilation", [((1, 3), (2**62, 1), (2**62, 1)),
+                                                      ((1, 1), (2**63 - 1, 2**63 - 1),
+                                                       (2**63 - 1, 2**63 - 1))])
+def test_huge_unused_stride_and_dilation(isa, kernel, stride, dilation):
+    """A stride with a single output, or a dilation with a single tap, changes nothing."""
+    image, weight, alpha = torch.randn(2, 5, 6, 16), torch.randn(3, 16, *kernel), torch.rand(3)
+    out = ops.bwn_conv2d(image, pack(weight), alpha, kernel, stride, dilation)
+    ref = reference(image, weight, alpha, [min(s, 99) for s in stride],
+                    [d if k > 1 else 1 for k, d in zip(kernel, dilation, strict=True)])
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels, kernel, stride, dilation, size", CASES)
+def test_gradients_match_the_float_convolution(channels, kernel, stride, dilation, size):
+    image = torch.randn(2, *size, channels, requires_grad=True)
+    alpha = (torch.rand(7) + 0.1).requires_grad_()
+    weight = torch.randn(7, channels, *kernel)
+    out = ops.bwn_conv2d(image, pack(weight), alpha, kernel, stride, dilation)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (image, alpha), grad)
+    scaled = signs(weight).float() * alpha[:, None, None, None]
+    ref_out = F.conv2d(image.permute(0, 3, 1, 2), scaled, None, stride, 0,
+                       dilation).permute(0, 2, 3, 1)
+    want = torch.autograd.grad(ref_out, (image, alpha), grad)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
 
 def test_opcheck():
     torch.library.opcheck(torch.ops.emokernels.bwn_conv2d.default, tuple(_args()),
-                          test_utils=("test_schema", "test_faketensor",
-                                      "test_aot_dispatch_dynamic"))
+                          test_utils=("test_schema", "test_autograd_registration",
+                                      "test_faketensor", "test_aot_dispatch_dynamic"))

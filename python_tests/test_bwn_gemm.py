@@ -84,7 +84,7 @@ def _args(m=3, n=4, k=64):
     [
         (lambda a: (a[0].double(), *a[1:]), "float32 or bfloat16"),
         (lambda a: (a[0], a[1].float(), *a[2:]), "must be Int"),
-        (lambda a: (a[0], a[1], a[2].int(), a[3]), "floating-point"),
+        (lambda a: (a[0], a[1], a[2].int(), a[3]), "alpha must be float32, float64"),
         (lambda a: (a[0][None], *a[1:]), "must be 2-D"),
         (lambda a: (a[0], a[1], a[2][None], a[3]), "must be 1-D"),
         (lambda a: (a[0], a[1], a[2][:3], a[3]), "alpha has 3 entries"),

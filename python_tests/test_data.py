@@ -63,6 +63,23 @@ def test_rafd_errors(tmp_path):
         RaFD(tmp_path)
 
 
+@pytest.mark.parametrize("ids", [1, 2])
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_rafd_splits_need_three_identities(tmp_path, ids, split):
+    _write_rafd(tmp_path, ids=ids)
+    with pytest.raises(ValueError, match=f"found {ids} RaFD identities.*split='all' works"):
+        RaFD(tmp_path, split=split)
+    assert len(RaFD(tmp_path, split="all")) == ids * 2 * 3
+
+
+@pytest.mark.parametrize("ids", [3, 4, 5, 9])
+def test_rafd_no_split_is_empty(tmp_path, ids):
+    _write_rafd(tmp_path, ids=ids)
+    for seed in np.random.default_rng(ids).integers(0, 2**31, 3):
+        parts = [RaFD(tmp_path, split=s, seed=int(seed)) for s in ("train", "val", "test")]
+        assert all(len(p) > 0 for p in parts) and sum(map(len, parts)) == ids * 2 * 3
+
+
 def test_rafd_unreadable_image_names_file(tmp_path):
     bad = tmp_path / "Rafd090_01_Caucasian_male_happy_frontal.jpg"
     bad.write_bytes(b"not a jpeg")
@@ -101,6 +118,65 @@ def test_fer2013_errors(tmp_path, row, message):
     _write_fer(tmp_path / "fer.csv", [row])
     with pytest.raises(ValueError, match=message):
         FER2013(tmp_path / "fer.csv")
+
+
+def _fer_row(rng: np.random.Generator, usage: str = "Training") -> list:
+    return [int(rng.integers(7)), " ".join(map(str, rng.integers(0, 256, 2304))), usage]
+
+
+@pytest.mark.parametrize("value, message", [
+    (256, "pixel values must be in 0..255, got 0..256"),
+    (-1, "pixel values must be in 0..255, got -1..255"),
+    (70000, "pixel values must be in 0..255"),
+    (10**30, "too large"),
+])
+def test_fer2013_pixel_out_of_range_names_line(tmp_path, value, message):
+    rng = np.random.default_rng(value % 1000)
+    rows = [_fer_row(rng) for _ in range(3)]
+    pixels = rows[1][1].split()
+    pixels[:2] = ["0", "255"]  # the rest spans 0..255: the message's range is the bad value's
+    pixels[rng.integers(2, len(pixels))] = str(value)
+    rows[1][1] = " ".join(pixels)
+    _write_fer(tmp_path / "fer.csv", rows)
+    with pytest.raises(ValueError, match=f"fer.csv:3: .*{message}"):
+        FER2013(tmp_path / "fer.csv")
+
+
+@pytest.mark.parametrize("usage", ["training", " Training", "Training ", "", "Validation"])
+def test_fer2013_unknown_usage_names_line(tmp_path, usage):
+    rng = np.random.default_rng(len(usage))
+    rows = [_fer_row(rng, "PublicTest"), _fer_row(rng), _fer_row(rng, usage)]
+    _write_fer(tmp_path / "fer.csv", rows)
+    with pytest.raises(ValueError, match=f"fer.csv:4: Usage '{usage}' is not one of"):
+        FER2013(tmp_path / "fer.csv", usage="PublicTest")  # not even the usage asked for
+
+
+@pytest.mark.parametrize("fields", [2, 4])
+def test_fer2013_wrong_field_count_names_line(tmp_path, fields):
+    rows = [_fer_row(np.random.default_rng(fields)) for _ in range(3)]
+    rows[1] = (rows[1] + ["extra"])[:fields]
+    _write_fer(tmp_path / "fer.csv", rows)
+    with pytest.raises(ValueError, match="fer.csv:3: expected 3 fields"):
+        FER2013(tmp_path / "fer.csv")
+
+
+def test_fer2013_line_numbers_count_blank_lines(tmp_path):
+    rng = np.random.default_rng(5)
+    good, bad = (",".join(map(str, _fer_row(rng))) for _ in range(2))
+    path = tmp_path / "fer.csv"
+    path.write_text(f"emotion,pixels,Usage\n\n{good}\n\n\n9{bad[1:]}\n")  # label 9 on line 6
+    with pytest.raises(ValueError, match="fer.csv:6: unknown emotion label 9"):
+        FER2013(path)
+
+
+@pytest.mark.parametrize("usages, asked", [([], "Training"),
+                                           (["PublicTest", "PrivateTest"], "Training"),
+                                           (["Training"] * 2, ("PublicTest", "PrivateTest"))])
+def test_fer2013_no_rows_for_the_usage(tmp_path, usages, asked):
+    rng = np.random.default_rng(len(usages))
+    _write_fer(tmp_path / "fer.csv", [_fer_row(rng, u) for u in usages])
+    with pytest.raises(ValueError, match=r"fer.csv: no rows with Usage in \("):
+        FER2013(tmp_path / "fer.csv", usage=asked)
 
 
 def test_load_splits_folder_and_errors(tmp_path):

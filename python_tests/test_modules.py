@@ -16,10 +16,12 @@ CONV_GEOMETRIES = [
 
 
 def train_and_eval(module: nn.Module, x: torch.Tensor):
+    """Train-mode (float) output and eval-mode output without autograd (packed kernels)."""
     module.train()
     float_out = module(x)
     module.eval()
-    return float_out, module(x)
+    with torch.no_grad():
+        return float_out, module(x)
 
 
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
@@ -130,7 +132,8 @@ def test_binary_input_layers_under_inference_mode():
     conv = ek.BinaryInputConv2d(8, 16, 3, padding=1).eval()
     linear = ek.BinaryInputLinear(8, 4).eval()
     x = torch.randn(40, 8, 5, 5)
-    expected = (conv(x), linear(x.mean((2, 3))))
+    with torch.no_grad():
+        expected = (conv(x), linear(x.mean((2, 3))))
     with torch.inference_mode():
         assert torch.equal(conv(x), expected[0])
         assert torch.equal(linear(x.mean((2, 3))), expected[1])
@@ -139,10 +142,10 @@ def test_binary_input_layers_under_inference_mode():
 def test_binary_input_follows_weight_updates():
     layer = ek.BinaryInputLinear(40, 20).eval()
     x = torch.randn(33, 40)
-    before = layer(x)
     with torch.no_grad():
+        before = layer(x)
         layer.weight.mul_(2)
-    torch.testing.assert_close(layer(x), 2 * before - layer.bias, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(layer(x), 2 * before - layer.bias, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("method, options, error", [
@@ -175,16 +178,17 @@ def test_train_mode_trains_latent_weights():
 def test_eval_repacks_after_weight_update():
     layer = ek.BinaryLinear(40, 6).eval()
     x = torch.randn(3, 40)
-    first = layer(x)
     with torch.no_grad():
+        first = layer(x)
         layer.weight.neg_()
-    torch.testing.assert_close(layer(x), -first + 2 * layer.bias, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(layer(x), -first + 2 * layer.bias, rtol=1e-5, atol=1e-5)
 
 
 def test_freeze_drops_latent_weights_and_keeps_outputs():
     net = ek.convert(small_net(), "xnor")
     x = torch.randn(2, 3, 16, 16)
-    expected = net.eval()(x)
+    with torch.no_grad():
+        expected = net.eval()(x)
     layer = net[4]  # 64 input channels: no per-tap word padding
     float_bytes = layer.weight.numel() * 4
     ek.freeze(net)
@@ -238,15 +242,17 @@ def test_wrong_input_shape():
         ek.XnorConv2d(8, 4, 3).eval()(torch.randn(2, 7, 5, 5))
     with pytest.raises(ValueError, match=r"\[\.\.\., 10\]"):
         ek.XnorLinear(10, 4)(torch.randn(3, 11))
-    with pytest.raises(ValueError, match="smaller than the kernel"):
+    with pytest.raises(ValueError, match="smaller than the kernel"), torch.no_grad():
         ek.XnorConv2d(8, 4, 5).eval()(torch.randn(1, 8, 3, 3))
 
 
+@torch.no_grad()
 def test_empty_batch_eval():
     assert ek.XnorConv2d(8, 4, 3, padding=1).eval()(torch.randn(0, 8, 5, 5)).shape == (0, 4, 5, 5)
     assert ek.BinaryLinear(8, 4).eval()(torch.randn(0, 8)).shape == (0, 4)
 
 
+@torch.no_grad()
 def test_bfloat16_bwn_linear():
     layer = ek.BinaryLinear(64, 9).eval()
     x = torch.randn(3, 64)

@@ -54,7 +54,8 @@ def test_empty_rows():
     "x, message",
     [
         (torch.tensor(1.0), "at least 1 dimension"),
-        (torch.randint(0, 5, (3, 8)), "floating-point"),
+        (torch.randint(0, 5, (3, 8)), "float32, float64, float16 or bfloat16"),
+        (torch.randn(3, 8).to(torch.float8_e4m3fn), "float32, float64, float16 or bfloat16"),
         (torch.randn(3, 0), "last dimension"),
     ],
 )

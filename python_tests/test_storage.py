@@ -22,7 +22,8 @@ def net() -> nn.Sequential:
 def test_round_trip(tmp_path, method, options):
     model = ek.convert(net(), method, **options).eval()
     x = torch.randn(2, 3, 12, 12)
-    expected = model(x)
+    with torch.no_grad():
+        expected = model(x)
     path = tmp_path / "model.safetensors"
     ek.save_compressed(model, path)
     restored = ek.load_compressed(net(), path)
@@ -30,7 +31,8 @@ def test_round_trip(tmp_path, method, options):
     assert getattr(restored[3], "is_frozen", True)
     assert getattr(restored[3], "scale_activations", False) == options.get("scale_activations",
                                                                            False)
-    assert torch.equal(restored(x), expected)
+    with torch.no_grad():
+        assert torch.equal(restored(x), expected)
 
 
 def test_file_is_small(tmp_path):
@@ -60,7 +62,7 @@ def test_not_ours(tmp_path):
 def test_wrong_architecture(tmp_path):
     path = tmp_path / "model.safetensors"
     ek.save_compressed(ek.convert(net(), "bwn"), path)
-    with pytest.raises(ValueError, match="lacks"):
+    with pytest.raises(ValueError, match="does not match the model's layers"):
         ek.load_compressed(nn.Sequential(nn.Linear(2, 2)), path)
 
 
@@ -71,11 +73,12 @@ def test_tied_weights_round_trip(tmp_path):
     ek.save_compressed(model, tmp_path / "m.safetensors")
     x = torch.randn(3, 64)
     fresh = nn.Sequential(*[nn.Linear(64, 64) for _ in range(3)], nn.Linear(64, 4))
-    assert torch.equal(ek.load_compressed(fresh, tmp_path / "m.safetensors")(x), model(x))
+    with torch.no_grad():
+        assert torch.equal(ek.load_compressed(fresh, tmp_path / "m.safetensors")(x), model(x))
 
 
 def test_failed_save_keeps_existing_file(tmp_path, monkeypatch):
-    import emokernels.storage as storage
+    import emokernels.files as files
 
     path = tmp_path / "model.safetensors"
     ek.save_compressed(ek.convert(net(), "bwn"), path)
@@ -86,8 +89,130 @@ def test_failed_save_keeps_existing_file(tmp_path, monkeypatch):
             f.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(storage, "save_file", broken_save)
+    monkeypatch.setattr(files, "save_file", broken_save)
     with pytest.raises(OSError, match="disk full"):
         ek.save_compressed(ek.convert(net(), "xnor"), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def snapshot(model: nn.Module) -> dict:
+    """The model's modules (by identity) and a copy of its state."""
+    return {"modules": [(n, id(m)) for n, m in model.named_modules()],
+            "state": {k: v.clone() for k, v in model.state_dict().items()}}
+
+
+def assert_unchanged(model: nn.Module, before: dict) -> None:
+    assert [(n, id(m)) for n, m in model.named_modules()] == before["modules"]
+    state = model.state_dict()
+    assert state.keys() == before["state"].keys()
+    assert all(torch.equal(state[k], v) for k, v in before["state"].items())
+
+
+@pytest.mark.parametrize("make_target, message", [
+    (lambda: ek.convert(net(), "xnor", keep_first_last=False), "is XnorConv2d in the model"),
+    (lambda: ek.convert(net(), "bwn"), "is BinaryConv2d in the model but XnorConv2d"),
+    (lambda: ek.convert(net(), "xnor", scale_activations=True), "options"),
+    (lambda: nn.Sequential(*list(net())[:-1], nn.Linear(128, 9)), r"\[9, 128\]"),
+    (lambda: nn.Sequential(*list(net())[:3]), "only in the file"),
+])
+def test_mismatched_architecture_is_an_error_and_changes_nothing(tmp_path, make_target,
+                                                                  message):
+    path = tmp_path / "m.safetensors"
+    ek.save_compressed(ek.convert(net(), "xnor"), path)
+    target = make_target()
+    before = snapshot(target)
+    with pytest.raises(ValueError, match=message):
+        ek.load_compressed(target, path)
+    assert_unchanged(target, before)
+
+
+def rewrite(path, transform_state=None, transform_meta=None):
+    """Rewrites a saved file with its tensors and / or metadata changed."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from emokernels.files import tensor_digest
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    state = load_file(path)
+    if transform_state:
+        state = transform_state(state)
+        meta["emokernels.sha256"] = tensor_digest(state)  # only the change under test is wrong
+    save_file(state, path, metadata=transform_meta(meta) if transform_meta else meta)
+
+
+def _set_layer(meta, name, **fields):
+    import json
+
+    table = json.loads(meta["emokernels.layers"])
+    table[name].update(fields)
+    return {**meta, "emokernels.layers": json.dumps(table)}
+
+
+@pytest.mark.parametrize("state_change, meta_change, message", [
+    (lambda s: {**s, "3.alpha": s["3.alpha"].double()}, None, "3.alpha is F64"),
+    (lambda s: {**s, "3.weight_bits": s["3.weight_bits"].long()}, None, "3.weight_bits is I64"),
+    (lambda s: {k: v for k, v in s.items() if k != "1.running_mean"}, None, "missing"),
+    (lambda s: {**s, "extra": torch.ones(1)}, None, "unexpected"),
+    (None, lambda m: _set_layer(m, "3", scale_activations="no"), "options"),
+    (None, lambda m: _set_layer(m, "3", scale_activations=1), "options"),
+    (None, lambda m: _set_layer(m, "3", bogus=True), "options"),
+    (None, lambda m: _set_layer(m, "3", **{"class": "Ternary"}), "unknown layer class"),
+    (None, lambda m: {**m, "emokernels.layers": "{not json"}, "malformed"),
+    (None, lambda m: {**m, "emokernels.layers": "[1, 2]"}, "malformed"),
+    (None, lambda m: {**m, "emokernels.layers": '{"3": 5}'}, "class name"),
+    (None, lambda m: {**m, "emokernels.format": "1"}, "format"),
+])
+def test_corrupt_file_is_an_error_and_changes_nothing(tmp_path, state_change, meta_change,
+                                                      message):
+    path = tmp_path / "m.safetensors"
+    ek.save_compressed(ek.convert(net(), "xnor", scale_activations=True), path)
+    rewrite(path, state_change, meta_change)
+    target = net()
+    before = snapshot(target)
+    with pytest.raises(ValueError, match=message):
+        ek.load_compressed(target, path)
+    assert_unchanged(target, before)
+
+
+def test_truncated_file_is_an_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    ek.save_compressed(ek.convert(net(), "bwn"), path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        ek.load_compressed(net(), path)
+
+
+def test_save_removes_temporaries_of_dead_saves_only(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.safetensors"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f"m.safetensors.emokernels-tmp-{dead}"
+    live = tmp_path / f"m.safetensors.emokernels-tmp-{os.getppid()}"  # a running writer
+    other = tmp_path / "other.safetensors.emokernels-tmp-1"
+    for p in (stale, live, other):
+        p.write_bytes(b"x" * 1000)
+    ek.save_compressed(ek.convert(net(), "bwn"), path)
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_flipped_bit_is_an_error_and_changes_nothing(tmp_path, seed):
+    path = tmp_path / "m.safetensors"
+    ek.save_compressed(ek.convert(net(), "xnor"), path)
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # tensor bytes follow the JSON header
+    g = torch.Generator().manual_seed(seed)
+    data[int(torch.randint(start, len(data), (), generator=g))] ^= 1 << int(
+        torch.randint(8, (), generator=g))
+    path.write_bytes(bytes(data))
+    target = net()
+    before = snapshot(target)
+    with pytest.raises(ValueError, match="sha256"):
+        ek.load_compressed(target, path)
+    assert_unchanged(target, before)

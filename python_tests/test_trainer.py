@@ -1,13 +1,18 @@
+import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+import emokernels.files
 from emokernels.experiments import TrainConfig, evaluate, train
+from emokernels.files import tensor_digest
 
 from .ddp_run import run, tiny_data, tiny_model
 
@@ -43,6 +48,169 @@ def test_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
               TrainConfig(epochs=1, progress=False, checkpoint=str(path)))
 
 
+def _config(checkpoint: str, optimizer: str = "sgd", epochs: int = 4) -> TrainConfig:
+    """ddp_run.run's settings: a checkpoint it wrote resumes under these."""
+    return TrainConfig(epochs=epochs, lr=0.05 if optimizer == "sgd" else 0.01, batch_size=16,
+                       progress=False, checkpoint=checkpoint, optimizer=optimizer)
+
+
+def _rewrite(path: str, edit: Callable[[dict], object] | None = None, **meta) -> None:
+    """Edits a checkpoint's tensors, re-signs them, then edits its metadata (None deletes a
+    key): the field under test is the only thing wrong with it."""
+    with safe_open(path, framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(path)
+    if edit:
+        edit(tensors)
+    metadata["sha256"] = tensor_digest(tensors)
+    metadata.update(meta)
+    save_file(tensors, path, metadata={k: v for k, v in metadata.items() if v is not None})
+
+
+def _assert_refused(checkpoint: str, match: str, optimizer: str = "sgd") -> None:
+    """Resuming raises ValueError naming the file, and leaves the model untouched."""
+    model = tiny_model()
+    with pytest.raises(ValueError, match=match) as err:
+        train(model, tiny_data(), None, _config(checkpoint, optimizer))
+    assert checkpoint in str(err.value)
+    for key, value in tiny_model().state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), f"{key} was half-applied"
+
+
+def _poison(key: str, value: float) -> Callable[[dict], None]:
+    """An edit setting one randomly chosen element of ``key`` to ``value``."""
+    def edit(tensors: dict) -> None:
+        flat = tensors[key].view(-1)
+        flat[torch.randint(flat.numel(), (), generator=torch.Generator().manual_seed(3))] = value
+    return edit
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_refuses_a_checkpoint_with_a_flipped_bit(tmp_path, seed):
+    checkpoint = str(tmp_path / "ckpt.safetensors")
+    run(epochs=2, checkpoint=checkpoint)
+    data = bytearray(open(checkpoint, "rb").read())
+    start = 8 + int.from_bytes(data[:8], "little")  # tensor bytes follow the JSON header
+    g = torch.Generator().manual_seed(seed)
+    data[int(torch.randint(start, len(data), (), generator=g))] ^= 1 << int(
+        torch.randint(8, (), generator=g))
+    open(checkpoint, "wb").write(data)
+    _assert_refused(checkpoint, "does not match its sha256 checksum")
+
+
+@pytest.mark.parametrize("optimizer, edit, meta, match", [
+    ("sgd", _poison("optim.2.momentum_buffer", float("nan")), {},
+     "optim.2.momentum_buffer holds non-finite values"),
+    ("adam", _poison("optim.1.exp_avg_sq", float("inf")), {},
+     "optim.1.exp_avg_sq holds non-finite values"),
+    ("sgd", _poison("model.3.weight", float("-inf")), {}, "model.3.weight holds non-finite"),
+    ("sgd", lambda t: t.pop("optim.3.momentum_buffer"), {}, "missing optim.3.momentum_buffer"),
+    ("adam", lambda t: t.pop("optim.0.step"), {}, "missing optim.0.step"),
+    ("adam", lambda t: t.pop("optim.5.exp_avg"), {}, "missing optim.5.exp_avg"),
+    ("sgd", lambda t: t.pop("model.0.bias"), {}, "missing model.0.bias"),
+    ("sgd", lambda t: t.update({"model.extra": torch.ones(2)}), {}, "unexpected model.extra"),
+    ("sgd", lambda t: t.update({"optim.1.exp_avg": torch.ones(8)}), {},
+     "unexpected optim.1.exp_avg"),
+    ("sgd", lambda t: t.update({"model.7.weight": t["model.7.weight"].t().contiguous()}), {},
+     r"model.7.weight is torch.float32 \(32, 4\), expected torch.float32 \(4, 32\)"),
+    ("sgd", lambda t: t.update({"model.0.weight": t["model.0.weight"].double()}), {},
+     "model.0.weight is torch.float64"),
+    ("sgd", None, {"epoch": "99"}, "at epoch 99, beyond the 4 epochs configured"),
+    ("sgd", None, {"epoch": "-5"}, "epoch '-5' is not a non-negative integer"),
+    ("sgd", None, {"epoch": "2.0"}, "epoch '2.0' is not"),
+    ("sgd", None, {"epoch": " 2"}, "epoch ' 2' is not"),
+    ("sgd", None, {"epoch": "\u0662"}, "is not a non-negative integer"),  # int() takes it
+    ("sgd", None, {"epoch": "3"}, "result holds 2 epochs of history, the checkpoint says 3"),
+    ("sgd", None, {"result": "{\"history\": ["}, "result is not a TrainResult"),
+    ("sgd", None, {"result": "[1, 2]"}, "result is not a TrainResult"),
+    ("sgd", None, {"result": "{\"history\": [], \"bogus\": 1}"}, "result is not a TrainResult"),
+    ("sgd", None, {"result": "{\"history\": [{\"epoch\": 2}, {\"epoch\": 1}]}"},
+     "not numbered epoch 1, 2"),
+    ("sgd", None, {"result": None}, "result is not a TrainResult"),
+    ("sgd", None, {"result": json.dumps({"history": [{"epoch": 1}, {"epoch": 2}],
+                                         "best_val_accuracy": "high"})},
+     "best_val_accuracy 'high' is not a number in 0..1"),
+    ("sgd", None, {"sha256": None}, "has no sha256 checksum"),
+    ("sgd", None, {"sha256": "0" * 64}, "does not match its sha256 checksum"),
+])
+def test_refuses_a_corrupt_checkpoint(tmp_path, optimizer, edit, meta, match):
+    checkpoint = str(tmp_path / "ckpt.safetensors")
+    run(epochs=2, checkpoint=checkpoint, optimizer=optimizer)
+    _rewrite(checkpoint, edit, **meta)
+    _assert_refused(checkpoint, match, optimizer)
+
+
+def test_refuses_a_truncated_checkpoint(tmp_path):
+    checkpoint = str(tmp_path / "ckpt.safetensors")
+    run(epochs=1, checkpoint=checkpoint)
+    data = open(checkpoint, "rb").read()
+    open(checkpoint, "wb").write(data[:len(data) * 2 // 3])
+    _assert_refused(checkpoint, "not a readable safetensors file")
+
+
+def test_a_finished_checkpoint_resumes_to_no_further_training(tmp_path):
+    checkpoint = str(tmp_path / "ckpt.safetensors")
+    trained = run(epochs=2, checkpoint=checkpoint)
+    model = tiny_model()
+    result = train(model, tiny_data(), None, _config(checkpoint, epochs=2))
+    assert result.resumed_from_epoch == 2 and [e["epoch"] for e in result.history] == [1, 2]
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+
+
+def test_checkpoint_write_ignores_a_stale_temp_path(tmp_path):
+    checkpoint = str(tmp_path / "ckpt.safetensors")
+    os.mkdir(f"{checkpoint}.tmp")  # another writer's, or a crashed run's: not ours to use
+    run(epochs=1, checkpoint=checkpoint)
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.safetensors", "ckpt.safetensors.tmp"]
+    assert load_file(checkpoint).keys() >= {"model.0.weight", "optim.0.momentum_buffer"}
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one_and_no_temp_file(tmp_path,
+                                                                         monkeypatch):
+    checkpoint = str(tmp_path / "ckpt.safetensors")
+    run(epochs=1, checkpoint=checkpoint)
+    before = open(checkpoint, "rb").read()
+
+    def disk_full(tensors, path, metadata=None):
+        open(path, "wb").write(os.urandom(100))  # a partial write
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(emokernels.files, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        train(tiny_model(), tiny_data(), None, _config(checkpoint, epochs=2))
+    assert os.listdir(tmp_path) == ["ckpt.safetensors"]
+    assert open(checkpoint, "rb").read() == before
+
+
+@pytest.mark.parametrize("samples", [0, 1, 5, 15])
+def test_refuses_a_train_set_smaller_than_one_batch(samples):
+    data = tiny_data()
+    small = torch.utils.data.Subset(data, torch.randperm(len(data))[:samples].tolist())
+    model = tiny_model()
+    with pytest.raises(ValueError,
+                       match=f"train set has {samples} samples, fewer than one batch of 16"):
+        train(model, small, None, TrainConfig(epochs=1, batch_size=16, progress=False))
+
+
+def test_one_batch_is_enough_to_train():
+    data = tiny_data()
+    one_batch = torch.utils.data.Subset(data, torch.randperm(len(data))[:16].tolist())
+    model = tiny_model()
+    result = train(model, one_batch, None,
+                   TrainConfig(epochs=1, lr=0.05, batch_size=16, progress=False))
+    assert len(result.history) == 1 and result.history[0]["loss"] > 0
+    assert not torch.equal(model[0].weight, tiny_model()[0].weight)
+
+
+def test_refuses_an_empty_val_set():
+    empty = torch.utils.data.Subset(tiny_data(), [])
+    with pytest.raises(ValueError, match="val set is empty"):
+        train(tiny_model(), tiny_data(), empty, TrainConfig(epochs=1, progress=False))
+    with pytest.raises(ValueError, match="cannot evaluate on an empty dataset"):
+        evaluate(tiny_model(), empty)
+
+
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="sgd or adam"):
         train(tiny_model(), tiny_data(), None, TrainConfig(epochs=1, optimizer="lion"))
@@ -64,3 +232,26 @@ def test_two_process_ddp_equals_single_process(tmp_path):
     ddp = load_file(out)
     for key, value in single.state_dict().items():
         torch.testing.assert_close(ddp[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_parameter_without_gradients_resumes(tmp_path):
+    """A parameter that never gets a gradient has no optimizer state: not an error."""
+    def model_with_unused():
+        model = tiny_model()
+        model.register_parameter("unused", torch.nn.Parameter(torch.ones(3)))
+        return model
+
+    checkpoint = str(tmp_path / "ckpt.safetensors")
+    train(model_with_unused(), tiny_data(), None, _config(checkpoint, epochs=1))
+    result = train(model_with_unused(), tiny_data(), None, _config(checkpoint, epochs=2))
+    assert result.resumed_from_epoch == 1 and len(result.history) == 2
+
+
+def test_refuses_an_incomplete_optimizer_state_list(tmp_path):
+    checkpoint = str(tmp_path / "ckpt.safetensors")
+    run(epochs=2, checkpoint=checkpoint, optimizer="adam")
+    with safe_open(checkpoint, framework="pt") as f:
+        listed = json.loads(f.metadata()["optimizer_state"])
+    listed.remove("optim.0.step")
+    _rewrite(checkpoint, lambda t: t.pop("optim.0.step"), optimizer_state=json.dumps(listed))
+    _assert_refused(checkpoint, r"optimizer_state is incomplete for parameters \[0\]", "adam")

@@ -70,8 +70,8 @@ def _bits(rows, words):
         (_bits(3, 2), _bits(4, 3), 64, "same number of words"),
         (_bits(3, 2), _bits(4, 2), 65, r"ceil\(k/32\)"),
         (_bits(3, 2), _bits(4, 2), 32, r"ceil\(k/32\)"),
-        (_bits(3, 2), _bits(4, 2), 0, "k must be >= 1"),
-        (_bits(3, 2), _bits(4, 2), -5, "k must be >= 1"),
+        (_bits(3, 2), _bits(4, 2), 0, r"k must be in \[1, 2\^31 - 1\]"),
+        (_bits(3, 2), _bits(4, 2), -5, r"k must be in \[1, 2\^31 - 1\]"),
     ],
 )
 def test_bad_input(a, b, k, message):

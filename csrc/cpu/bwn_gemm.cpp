@@ -4,6 +4,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "../ops/bwn_gemm_checks.h"
 #include "bwn_kernels.h"
 
 namespace emokernels {
@@ -11,14 +12,11 @@ namespace {
 
 at::Tensor bwn_gemm_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
                         const at::Tensor& alpha_in, int64_t k) {
-  constexpr const char* op = "bwn_gemm";
-  check_rank(x_in, 2, op, "x");
-  bwn::check_weights(x_in, w_in, alpha_in, k, op);
-  TORCH_CHECK(x_in.size(1) == k, op, ": x has ", x_in.size(1), " columns but k = ", k);
+  const std::vector<int64_t> shape = bwn_gemm_output_shape(x_in, w_in, alpha_in, k);
   const at::Tensor x = x_in.contiguous();
   const at::Tensor w = w_in.contiguous();
   const at::Tensor alpha = alpha_in.to(at::kFloat).contiguous();
-  at::Tensor out = at::empty({x.size(0), w.size(0)}, x.options());
+  at::Tensor out = at::empty(shape, x.options());
   if (out.numel() == 0) return out;
   bwn::run_dense(x, reinterpret_cast<const uint32_t*>(w.data_ptr<int32_t>()), w.size(1),
                  alpha.data_ptr<float>(), out, active_cpu_isa());

@@ -51,13 +51,13 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET), always_inline)) inline void tra
 }
 
 // xt[16k .. 16k+15] = the rows' x[:, k] (rows past `rows`, and k past `k`, are 0); returns
-// each row's sum over k. Row i's chunk c (k = 16c .. 16c + 15) starts at
+// each row's sum over k, and its sum of |x| in *abs_total. Row i's chunk c (k = 16c .. 16c + 15) starts at
 // rows[i] + chunk_offsets[c], or rows[i] + 16c when chunk_offsets is null. Buffers are float
 // arrays aligned to 64 bytes (no __m512 crosses into non-AVX-512 code).
 __attribute__((target(EMOKERNELS_AVX512_TARGET))) inline __m512 transpose_rows(
     const float* const* rows, int nrows, const int64_t* chunk_offsets, int64_t k, int64_t k_pad,
-    float* xt) {
-  __m512 total = _mm512_setzero_ps();
+    float* xt, __m512* abs_total) {
+  __m512 total = _mm512_setzero_ps(), abs_sum = _mm512_setzero_ps();
   for (int64_t k0 = 0; k0 < k_pad; k0 += 16) {
     const int64_t left = k - k0;
     const __mmask16 load =
@@ -70,9 +70,11 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) inline __m512 transpose_rows(
     transpose16(r);
     for (int i = 0; i < 16; ++i) {
       total = _mm512_add_ps(total, r[i]);
+      abs_sum = _mm512_add_ps(abs_sum, _mm512_abs_ps(r[i]));
       _mm512_store_ps(xt + 16 * (k0 + i), r[i]);
     }
   }
+  *abs_total = abs_sum;
   return total;
 }
 

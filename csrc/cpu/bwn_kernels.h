@@ -7,9 +7,10 @@
 
 #include <immintrin.h>
 
+#include <cmath>
+#include <limits>
 #include <vector>
 
-#include "../common/checks.h"
 #include "../common/cpu_features.h"
 #include "bwn_gemm_lut.h"
 #include "popcount_simd.h"
@@ -46,6 +47,27 @@ struct BwnProblem {
 };
 
 inline bool weight_bit(const uint32_t* row, int64_t kk) { return (row[kk >> 5] >> (kk & 31)) & 1u; }
+
+// The AVX-512 float32 paths compute sum_k x*s as 2 * (sum where the bit is set) - sum_k x.
+// That is exact enough only while sum_k |x| stays far from float32's maximum: a row holding
+// inf or NaN, or values so large that 2 * sum overflows, would turn the difference into NaN or
+// inf where the true sum is finite. Such rows are recomputed by the plain signed sum instead,
+// in the order the portable path uses, so every path agrees on them.
+inline bool twice_sum_is_safe(float abs_sum) {
+  return abs_sum <= std::numeric_limits<float>::max() / 4;  // false for inf and NaN too
+}
+
+// alpha * sum_k s(w[k]) * x[k], summed left to right. Row element kk is at
+// row[chunks[kk / 16] + kk % 16] for an implicit-im2col row, row[kk] when chunks is null.
+inline float signed_sum(const float* row, const int64_t* chunks, const uint32_t* w, int64_t k,
+                        float alpha) {
+  float acc = 0.0f;
+  for (int64_t kk = 0; kk < k; ++kk) {
+    const float v = chunks ? row[chunks[kk / 16] + kk % 16] : row[kk];
+    acc += weight_bit(w, kk) ? v : -v;
+  }
+  return alpha * acc;
+}
 
 template <typename scalar_t>
 void tile_portable(const BwnProblem<scalar_t>& p, int64_t m0, int m_count, int64_t n0,
@@ -139,10 +161,12 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void tile_avx512_rows(
   const int tail = static_cast<int>(p.k - 16 * full);
   bwn_step_avx512<MR, NR, true>(acc, xr.data(), wr.data(), full, static_cast<__mmask16>((1u << tail) - 1u));
   for (int i = 0; i < m_count; ++i) {
-    const float total = p.row_sums[m0 + i];
+    const float total = p.row_sums[m0 + i];  // NaN marks a row that needs the plain sum
     for (int j = 0; j < n_count; ++j) {
       const float positive = _mm512_reduce_add_ps(acc[i][j]);
-      p.out[(m0 + i) * p.n + n0 + j] = p.alpha[n0 + j] * (2.0f * positive - total);
+      p.out[(m0 + i) * p.n + n0 + j] =
+          std::isnan(total) ? signed_sum(xr[i], nullptr, wr[j], p.k, p.alpha[n0 + j])
+                            : p.alpha[n0 + j] * (2.0f * positive - total);
     }
   }
 }
@@ -178,7 +202,8 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void lut_block(const Bw
     row_ptrs[r] = p.conv ? p.conv->row_base(p.x, m0 + r) : p.x + (m0 + r) * p.k;
   }
   const int64_t* chunks = p.conv ? p.conv->chunk_offsets.data() : nullptr;
-  __m512 total = lut::transpose_rows(row_ptrs, rows, chunks, p.k, k_pad, xt);
+  __m512 abs_total;
+  const __m512 total = lut::transpose_rows(row_ptrs, rows, chunks, p.k, k_pad, xt, &abs_total);
   for (int64_t kb = 0; kb < k_pad / lut::kBlockK; ++kb) {
     lut::build_tables(xt + 16 * kb * lut::kBlockK, table);
     for (int64_t n = n_begin; n < n_end; n += lut::kCols) {
@@ -194,11 +219,16 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void lut_block(const Bw
     }
   }
   alignas(64) float totals[lut::kRows];
+  alignas(64) float abs_totals[lut::kRows];
   _mm512_store_ps(totals, total);
+  _mm512_store_ps(abs_totals, abs_total);
   for (int64_t n = n_begin; n < n_end; ++n) {
     const float* lanes = pos + 16 * (n - n_begin);
     for (int r = 0; r < rows; ++r) {
-      p.out[(m0 + r) * p.n + n] = p.alpha[n] * (2.0f * lanes[r] - totals[r]);
+      p.out[(m0 + r) * p.n + n] =
+          twice_sum_is_safe(abs_totals[r])
+              ? p.alpha[n] * (2.0f * lanes[r] - totals[r])
+              : signed_sum(row_ptrs[r], chunks, p.w + n * p.words, p.k, p.alpha[n]);
     }
   }
 }
@@ -225,12 +255,19 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void row_sums_rows(cons
                                                                              int64_t end,
                                                                              int64_t k) {
   for (int64_t r = begin; r < end; ++r) {
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc = _mm512_setzero_ps(), abs_acc = _mm512_setzero_ps();
     int64_t kk = 0;
-    for (; kk + 16 <= k; kk += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(x + r * k + kk));
+    for (; kk + 16 <= k; kk += 16) {
+      const __m512 v = _mm512_loadu_ps(x + r * k + kk);
+      acc = _mm512_add_ps(acc, v);
+      abs_acc = _mm512_add_ps(abs_acc, _mm512_abs_ps(v));
+    }
     const __mmask16 rest = static_cast<__mmask16>((1u << (k - kk)) - 1u);
-    acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(rest, x + r * k + kk));
-    out[r] = _mm512_reduce_add_ps(acc);
+    const __m512 v = _mm512_maskz_loadu_ps(rest, x + r * k + kk);
+    acc = _mm512_add_ps(acc, v);
+    abs_acc = _mm512_add_ps(abs_acc, _mm512_abs_ps(v));
+    out[r] = twice_sum_is_safe(_mm512_reduce_add_ps(abs_acc)) ? _mm512_reduce_add_ps(acc)
+                                                                : std::nanf("");
   }
 }
 
@@ -299,7 +336,7 @@ inline void run_bwn(const BwnProblem<c10::BFloat16>& p, CpuIsa isa) {
 }
 
 // float32 x: table lookup for 16+ rows and 32+ columns on AVX-512 (the only path that reads
-// implicit im2col rows), row tiles otherwise. row_sums must hold M floats.
+// implicit im2col rows), row tiles otherwise. row_sums must hold M floats (scratch).
 // Tables pay off when many weight rows share them; with few (a binary-input GEMV) the row
 // tiles win.
 constexpr int64_t kLutMinCols = 32;
@@ -337,23 +374,6 @@ inline void run_dense(const at::Tensor& x, const uint32_t* w, int64_t words, con
   run_bwn(BwnProblem<float>{x.data_ptr<float>(), w, alpha, nullptr, out.data_ptr<float>(), m, n,
                             k, words},
           isa, row_sums.data());
-}
-
-// Checks of the binary-weight operands shared by the bwn ops.
-inline void check_weights(const at::Tensor& x, const at::Tensor& w, const at::Tensor& alpha,
-                          int64_t k, const char* op) {
-  check_rank(w, 2, op, "w_bits");
-  check_rank(alpha, 1, op, "alpha");
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, op,
-              ": x must be float32 or bfloat16, got ", x.scalar_type());
-  check_dtype(w, at::kInt, op, "w_bits");
-  TORCH_CHECK(at::isFloatingType(alpha.scalar_type()), op,
-              ": alpha must be a floating-point tensor, got ", alpha.scalar_type());
-  check_same_device(x, w, op);
-  check_same_device(x, alpha, op);
-  check_packed_words(w, k, op, "w_bits");
-  TORCH_CHECK(alpha.size(0) == w.size(0), op, ": alpha has ", alpha.size(0),
-              " entries but w_bits has ", w.size(0), " rows");
 }
 
 }  // namespace bwn

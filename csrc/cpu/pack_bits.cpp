@@ -8,8 +8,8 @@
 
 #include <immintrin.h>
 
-#include "../common/checks.h"
 #include "../common/cpu_features.h"
+#include "../ops/pack_bits_checks.h"
 
 namespace emokernels {
 namespace {
@@ -23,7 +23,8 @@ void pack_rows_portable(const scalar_t* x, uint32_t* out, int64_t rows, int64_t 
       const int64_t end = std::min<int64_t>(32, k - 32 * w);
       uint32_t word = 0;
       for (int64_t j = 0; j < end; ++j) {
-        word |= static_cast<uint32_t>(static_cast<float>(src[32 * w + j]) >= 0.0f) << j;
+        // In x's own dtype: a float64 -1e-300 must not round to -0.0f and pack as +1.
+        word |= static_cast<uint32_t>(src[32 * w + j] >= static_cast<scalar_t>(0)) << j;
       }
       dst[w] = word;
     }
@@ -90,16 +91,9 @@ void pack_rows(CpuIsa isa, const scalar_t* x, uint32_t* out, int64_t rows, int64
 }
 
 at::Tensor pack_bits_cpu(const at::Tensor& x_in) {
-  TORCH_CHECK(x_in.dim() >= 1, "pack_bits: x must have at least 1 dimension, got a scalar");
-  TORCH_CHECK(at::isFloatingType(x_in.scalar_type()),
-              "pack_bits: x must be a floating-point tensor, got ", x_in.scalar_type());
-  const int64_t k = x_in.size(-1);
-  TORCH_CHECK(k >= 1, "pack_bits: the last dimension of x must be >= 1, got shape ",
-              x_in.sizes());
+  const std::vector<int64_t> out_shape = pack_bits_output_shape(x_in);
   const at::Tensor x = x_in.contiguous();
-  const int64_t words = words_for_bits(k);
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = words;
+  const int64_t k = x.size(-1), words = out_shape.back();
   at::Tensor out = at::empty(out_shape, x.options().dtype(at::kInt));
   const int64_t rows = x.numel() / k;
   if (rows == 0) return out;

@@ -4,14 +4,15 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "../ops/xnor_gemm_checks.h"
 #include "xnor_kernels.h"
 
 namespace emokernels {
 namespace {
 
 at::Tensor xnor_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k) {
-  const auto [a, b] = xnor::checked_operands(a_in, b_in, k, "xnor_gemm");
-  at::Tensor out = at::empty({a.size(0), b.size(0)}, a.options());
+  at::Tensor out = at::empty(xnor_gemm_output_shape(a_in, b_in, k), a_in.options());
+  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
   if (out.numel() == 0) return out;
   xnor::XnorProblem p = xnor::make_problem(a, b, k);
   p.out_i32 = out.data_ptr<int32_t>();

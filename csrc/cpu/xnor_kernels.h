@@ -5,9 +5,6 @@
 
 #include <immintrin.h>
 
-#include <utility>
-
-#include "../common/checks.h"
 #include "../common/cpu_features.h"
 #include "popcount_simd.h"
 #include "tiling.h"
@@ -194,21 +191,6 @@ inline void run_xnor(const XnorProblem& p) {
       run_tiles<1, 8, tile_portable>(p);
       break;
   }
-}
-
-// The operand checks of every xnor op; returns contiguous operands.
-inline std::pair<at::Tensor, at::Tensor> checked_operands(const at::Tensor& a,
-                                                          const at::Tensor& b, int64_t k,
-                                                          const char* op) {
-  check_rank(a, 2, op, "a_bits");
-  check_rank(b, 2, op, "b_bits");
-  check_dtype(a, at::kInt, op, "a_bits");
-  check_dtype(b, at::kInt, op, "b_bits");
-  check_same_device(a, b, op);
-  TORCH_CHECK(a.size(1) == b.size(1), op, ": a_bits and b_bits must have the same number ",
-              "of words per row, got ", a.size(1), " and ", b.size(1));
-  check_packed_words(a, k, op, "a_bits");
-  return {a.contiguous(), b.contiguous()};
 }
 
 inline XnorProblem make_problem(const at::Tensor& a, const at::Tensor& b, int64_t k) {

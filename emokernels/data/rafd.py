@@ -24,7 +24,7 @@ class RaFD(torch.utils.data.Dataset):
         root: folder holding the RaFD image files.
         angles: camera angles to keep; the paper's subset is ``(45, 90, 135)``.
         split: ``"train"`` / ``"val"`` / ``"test"`` (identity-disjoint, 70/15/15 % of the
-            identities, by ``seed``) or ``"all"``.
+            identities, by ``seed``, at least one each: 3 identities or more) or ``"all"``.
         transform: applied to the PIL image.
 
     Items are ``(image, label)``; :attr:`classes` is the alphabetical emotion list.
@@ -54,8 +54,14 @@ class RaFD(torch.utils.data.Dataset):
         if not found:
             raise FileNotFoundError(f"no RaFD images with angles {angles} under {root}")
         ids = sorted({ident for _, _, ident in found})
+        # Every split needs an identity of its own (each found identity has an image), or
+        # it would come out empty.
+        if split != "all" and len(ids) < 3:
+            raise ValueError(f"found {len(ids)} RaFD identities under {root}; split={split!r} "
+                             "needs at least 3 (one each for train, val and test); "
+                             "split='all' works with any number")
         order = np.random.default_rng(seed).permutation(len(ids))
-        n_held = max(1, round(0.15 * len(ids))) if len(ids) >= 3 else 0
+        n_held = max(1, round(0.15 * len(ids)))
         parts = {"test": order[:n_held], "val": order[n_held:2 * n_held],
                  "train": order[2 * n_held:], "all": order}
         keep = {ids[i] for i in parts[split]}

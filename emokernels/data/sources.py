@@ -27,6 +27,20 @@ def _split_indices(n: int, seed: int) -> tuple[list[int], list[int]]:
     return order[held:], order[:held]
 
 
+KINDS = ("synthetic", "rafd", "fer2013", "folder")
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``(kind, path)`` of a data spec; ValueError for an unknown kind or a missing path."""
+    kind, _, path = spec.partition(":")
+    if kind not in KINDS:
+        raise ValueError(f"unknown data source {kind!r}: use synthetic, rafd:PATH, fer2013:PATH "
+                         "or folder:PATH")
+    if kind != "synthetic" and not path:
+        raise ValueError(f"data spec {spec!r} needs a path: {kind}:PATH")
+    return kind, path
+
+
 def load_splits(spec: str, image_size: int, seed: int = 0, identities: int = 67):
     """``(train, val, test, classes)`` for a data spec.
 
@@ -34,15 +48,13 @@ def load_splits(spec: str, image_size: int, seed: int = 0, identities: int = 67)
     (Training, with a held-out tenth as val; PublicTest as test) or ``folder:PATH`` (an
     ImageFolder tree with train/ val/ test/ subfolders, or one tree split 80/10/10).
     """
-    kind, _, path = spec.partition(":")
+    kind, path = parse_spec(spec)
     train_t, eval_t = _transform(image_size, True), _transform(image_size, False)
     if kind == "synthetic":
         make = lambda split, t: SyntheticFaces(split, identities=identities,  # noqa: E731
                                                image_size=image_size, seed=seed, transform=t)
         return make("train", train_t), make("val", eval_t), make("test", eval_t), \
             SyntheticFaces.classes
-    if not path:
-        raise ValueError(f"data spec {spec!r} needs a path: {kind}:PATH")
     if kind == "rafd":
         make = lambda split, t: RaFD(path, split=split, seed=seed, transform=t)  # noqa: E731
         return make("train", train_t), make("val", eval_t), make("test", eval_t), RaFD.classes
@@ -53,20 +65,17 @@ def load_splits(spec: str, image_size: int, seed: int = 0, identities: int = 67)
         return (torch.utils.data.Subset(full_train, train_idx),
                 torch.utils.data.Subset(full_eval, val_idx),
                 FER2013(path, "PublicTest", transform=eval_t), FER2013.classes)
-    if kind == "folder":
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"image folder not found: {path}")
-        if all(os.path.isdir(os.path.join(path, s)) for s in ("train", "val", "test")):
-            sets = [datasets.ImageFolder(os.path.join(path, s), transform=t)
-                    for s, t in (("train", train_t), ("val", eval_t), ("test", eval_t))]
-            return (*sets, tuple(sets[0].classes))
-        full_train = datasets.ImageFolder(path, transform=train_t)
-        full_eval = datasets.ImageFolder(path, transform=eval_t)
-        order = torch.randperm(len(full_train),
-                               generator=torch.Generator().manual_seed(seed)).tolist()
-        tenth = max(1, len(order) // 10)
-        return (torch.utils.data.Subset(full_train, order[2 * tenth:]),
-                torch.utils.data.Subset(full_eval, order[tenth:2 * tenth]),
-                torch.utils.data.Subset(full_eval, order[:tenth]), tuple(full_train.classes))
-    raise ValueError(f"unknown data source {kind!r}: use synthetic, rafd:PATH, fer2013:PATH "
-                     "or folder:PATH")
+    if not os.path.isdir(path):  # kind is "folder", the only one left
+        raise FileNotFoundError(f"image folder not found: {path}")
+    if all(os.path.isdir(os.path.join(path, s)) for s in ("train", "val", "test")):
+        sets = [datasets.ImageFolder(os.path.join(path, s), transform=t)
+                for s, t in (("train", train_t), ("val", eval_t), ("test", eval_t))]
+        return (*sets, tuple(sets[0].classes))
+    full_train = datasets.ImageFolder(path, transform=train_t)
+    full_eval = datasets.ImageFolder(path, transform=eval_t)
+    order = torch.randperm(len(full_train),
+                           generator=torch.Generator().manual_seed(seed)).tolist()
+    tenth = max(1, len(order) // 10)
+    return (torch.utils.data.Subset(full_train, order[2 * tenth:]),
+            torch.utils.data.Subset(full_eval, order[tenth:2 * tenth]),
+            torch.utils.data.Subset(full_eval, order[:tenth]), tuple(full_train.classes))

@@ -17,8 +17,7 @@ from torch import nn
 from .. import convert, freeze, model_size_bytes, save_compressed
 from ..data import load_splits
 from ..models import squeezenet1_1, vgg_s
-from ..nn import BinaryInputConv2d, BinaryInputLinear
-from ..nn.packed_weight import PackedWeightMixin
+from ..registry import layer_type
 from ..timing import median_seconds
 from .paper import PAPER_TABLE2
 from .trainer import TrainConfig, evaluate, init_distributed_from_env, train
@@ -94,7 +93,7 @@ def packed_agreement(model: nn.Module, dataset, count: int = 64) -> float:
     images = torch.stack([dataset[i][0] for i in range(min(count, len(dataset)))])
     simulation = copy.deepcopy(model).eval()
     for m in simulation.modules():
-        if isinstance(m, (PackedWeightMixin, BinaryInputConv2d, BinaryInputLinear)):
+        if layer_type(m) is not None:
             m.train()
     with torch.no_grad():
         return float((simulation(images).argmax(1) == model.eval()(images).argmax(1))

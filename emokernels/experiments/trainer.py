@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
+
+from ..files import atomic_save_file, tensor_digest
 
 
 @dataclass
@@ -89,7 +93,9 @@ def _world() -> int:
 
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64,
              device: str = "cpu") -> float:
-    """Top-1 accuracy of ``model`` (eval mode) on ``dataset``."""
+    """Top-1 accuracy of ``model`` (eval mode) on ``dataset``, which must not be empty."""
+    if len(dataset) == 0:  # an accuracy of 0 (or 1) would be made up
+        raise ValueError("cannot evaluate on an empty dataset")
     model.eval()
     correct = total = 0
     with torch.inference_mode():
@@ -97,7 +103,7 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64,
             predictions = model(images.to(device)).argmax(1).cpu()
             correct += int((predictions == labels).sum())
             total += labels.numel()
-    return correct / max(1, total)
+    return correct / total
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -124,28 +130,120 @@ def _save_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimiz
             value = optimizer.state.get(p, {}).get(name)
             if value is not None:
                 tensors[f"optim.{i}.{name}"] = value.detach().clone().contiguous().cpu()
-    meta = {"epoch": str(epoch), "result": json.dumps(asdict(result))}
-    tmp = f"{path}.tmp"
-    save_file(tensors, tmp, metadata=meta)
-    os.replace(tmp, path)  # a crash mid-write never loses the previous checkpoint
+    # The optimizer-state keys are listed so that state lost later is an error, while a
+    # parameter that never got a gradient (and so has no state) is not.
+    meta = {"epoch": str(epoch), "result": json.dumps(asdict(result)),
+            "optimizer_state": json.dumps(sorted(k for k in tensors if k.startswith("optim."))),
+            "sha256": tensor_digest(tensors)}
+    atomic_save_file(tensors, path, meta)  # a crash mid-write never loses the previous one
+
+
+def _expected_optimizer_state(optimizer: torch.optim.Optimizer,
+                              listed: str | None) -> dict[str, tuple]:
+    """Checkpoint key -> (shape, dtype or None for any) of the optimizer state the checkpoint
+    lists; each listed parameter has all of the optimizer's state entries."""
+    try:
+        keys = json.loads(listed) if listed is not None else None
+    except ValueError:
+        keys = None
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ValueError(f"optimizer_state {listed!r} is not a list of tensor names")
+    params = optimizer.param_groups[0]["params"]
+    names = _optimizer_state_names(optimizer)
+    expected, per_param = {}, {}
+    for key in keys:
+        match = re.fullmatch(r"optim\.([0-9]+)\.([a-z_]+)", key)
+        if not match or int(match[1]) >= len(params) or match[2] not in names:
+            raise ValueError(f"optimizer_state lists {key!r}, which this optimizer does not keep")
+        p = params[int(match[1])]
+        expected[key] = (torch.Size(), None) if match[2] == "step" else (p.shape, p.dtype)
+        per_param.setdefault(int(match[1]), set()).add(match[2])
+    partial = [i for i, kept in per_param.items() if kept != set(names)]
+    if partial:
+        raise ValueError(f"optimizer_state is incomplete for parameters {sorted(partial)}")
+    return expected
+
+
+def _parse_result(text: str, epoch: int) -> TrainResult:
+    """The ``result`` metadata as a TrainResult whose history covers ``epoch`` epochs."""
+    try:
+        result = TrainResult(**json.loads(text))
+    except (TypeError, ValueError) as err:  # not JSON, not an object, or unknown fields
+        raise ValueError(f"result is not a TrainResult ({err})") from err
+    history = result.history
+    if not isinstance(history, list) or len(history) != epoch:
+        raise ValueError(f"result holds {len(history) if isinstance(history, list) else 'no'} "
+                         f"epochs of history, the checkpoint says {epoch}")
+    if any(not isinstance(e, dict) or e.get("epoch") != i + 1 for i, e in enumerate(history)):
+        raise ValueError("result history is not numbered epoch 1, 2, ...")
+    best = result.best_val_accuracy
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or not 0 <= best <= 1:
+        raise ValueError(f"result best_val_accuracy {best!r} is not a number in 0..1")
+    return result
+
+
+def _check_checkpoint(path: str, meta: dict[str, str], tensors: dict[str, torch.Tensor],
+                      model: nn.Module, optimizer: torch.optim.Optimizer,
+                      config: TrainConfig) -> tuple[int, TrainResult]:
+    """Validates every field of a loaded checkpoint; raises ValueError naming what is wrong."""
+    if "epoch" not in meta:
+        raise ValueError(f"{path} is not a training checkpoint")
+    if "sha256" not in meta:
+        raise ValueError(f"checkpoint {path} has no sha256 checksum of its tensors (an older "
+                         "or foreign file); delete it to train from scratch")
+    if meta["sha256"] != tensor_digest(tensors):
+        raise ValueError(f"checkpoint {path} is corrupt: the tensor data does not match its "
+                         "sha256 checksum")
+    if not re.fullmatch(r"[0-9]+", meta["epoch"]):
+        raise ValueError(f"checkpoint {path} is corrupt: epoch {meta['epoch']!r} is not a "
+                         "non-negative integer")
+    epoch = int(meta["epoch"])
+    if epoch > config.epochs:
+        raise ValueError(f"checkpoint {path} is at epoch {epoch}, beyond the {config.epochs} "
+                         "epochs configured: raise epochs to go on training it, or use "
+                         "another checkpoint path")
+    try:
+        result = _parse_result(meta.get("result", ""), epoch)
+    except ValueError as err:
+        raise ValueError(f"checkpoint {path} is corrupt: {err}") from err
+    expected = {f"model.{k}": (v.shape, v.dtype) for k, v in model.state_dict().items()}
+    try:
+        expected.update(_expected_optimizer_state(optimizer, meta.get("optimizer_state")))
+    except ValueError as err:
+        raise ValueError(f"checkpoint {path} is corrupt: {err}") from err
+    problems = [f"missing {k}" for k in sorted(expected.keys() - tensors.keys())]
+    problems += [f"unexpected {k}" for k in sorted(tensors.keys() - expected.keys())]
+    for key in sorted(expected.keys() & tensors.keys()):
+        shape, dtype = expected[key]
+        t = tensors[key]
+        if t.shape != shape or (dtype is not None and t.dtype != dtype):
+            problems.append(f"{key} is {t.dtype} {tuple(t.shape)}, expected "
+                            f"{dtype or 'any dtype'} {tuple(shape)}")
+        elif t.is_floating_point() and not torch.isfinite(t).all():
+            problems.append(f"{key} holds non-finite values")
+    if problems:
+        raise ValueError(f"checkpoint {path} does not fit this model and optimizer at epoch "
+                         f"{epoch}: " + "; ".join(problems))
+    return epoch, result
 
 
 def _load_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     device: str) -> tuple[int, TrainResult]:
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
-    if "epoch" not in meta:
-        raise ValueError(f"{path} is not a training checkpoint")
-    tensors = load_file(path, device=device)
+                     config: TrainConfig) -> tuple[int, TrainResult]:
+    """Restores model and optimizer from ``path`` once all of it is validated, never half."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(path)  # on the CPU: validated before anything reaches the model
+    except SafetensorError as err:
+        raise ValueError(f"checkpoint {path} is not a readable safetensors file: {err}") from err
+    epoch, result = _check_checkpoint(path, meta, tensors, model, optimizer, config)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     for i, p in enumerate(optimizer.param_groups[0]["params"]):
         for name in _optimizer_state_names(optimizer):
             if f"optim.{i}.{name}" in tensors:
                 value = tensors[f"optim.{i}.{name}"]
-                optimizer.state[p][name] = value.cpu() if name == "step" else value
-    return int(meta["epoch"]), TrainResult(**json.loads(meta["result"]))
+                optimizer.state[p][name] = value if name == "step" else value.to(p.device)
+    return epoch, result
 
 
 def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None,
@@ -159,14 +257,20 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None,
     BatchNorm normalizes each process's share of the batch).
     """
     device = config.device
-    model.to(device)
     world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must divide by the {world} processes")
+    # Incomplete batches are dropped: fewer samples than a batch would train nothing at all.
+    if len(train_set) < config.batch_size:
+        raise ValueError(f"train set has {len(train_set)} samples, fewer than one batch of "
+                         f"{config.batch_size}")
+    if val_set is not None and len(val_set) == 0:
+        raise ValueError("val set is empty: pass val_set=None to train without validation")
+    model.to(device)
     optimizer = _optimizer(model, config)
     start, result = 0, TrainResult()
     if config.checkpoint and os.path.exists(config.checkpoint):
-        start, result = _load_checkpoint(config.checkpoint, model, optimizer, device)
+        start, result = _load_checkpoint(config.checkpoint, model, optimizer, config)
         result.resumed_from_epoch = start
     sampler = _GlobalBatches(len(train_set), config.batch_size, config.seed, _rank(), world)
     net = nn.parallel.DistributedDataParallel(model) if distributed() else model

@@ -10,7 +10,7 @@ from .. import ops
 from .bit_patches import pack_patches, padding_indicator
 from .packed_weight import PackedWeightMixin
 from .ste import ste_sign
-from .weight_cache import float_twin
+from .weight_cache import float_twin, needs_autograd
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -19,8 +19,11 @@ class BinaryConv2d(PackedWeightMixin, nn.Conv2d):
     """``nn.Conv2d`` with weights ``alpha[o] * sign(W[o])``, ``alpha = mean |W[o]|`` (BWN).
 
     Same constructor as ``nn.Conv2d`` (``groups=1``, ``padding_mode="zeros"``). Train mode
-    computes in float with a straight-through estimator; eval mode runs ``ops.bwn_gemm`` on
-    packed sign bits. Input ``[B, C, H, W]``.
+    computes in float with a straight-through estimator; eval mode runs ``ops.bwn_conv2d`` on
+    packed sign bits when no gradient is needed (under ``torch.no_grad()`` /
+    ``torch.inference_mode()``, or once frozen). An eval-mode call that autograd must see
+    through computes the float form instead: the same numbers, with train mode's gradients.
+    Input ``[B, C, H, W]``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -64,12 +67,17 @@ class BinaryConv2d(PackedWeightMixin, nn.Conv2d):
                              f", got {tuple(x.shape)}")
         if self.training:
             self._check_trainable()
-            alpha = self.weight.abs().mean((1, 2, 3)).to(x.dtype).view(1, -1, 1, 1)
-            return self._finish(self._float_product(x) * alpha, x)
-        return self._packed_forward(x)
+        elif not needs_autograd(self, x):
+            return self._packed_forward(x)
+        weight, alpha = self.float_weight_and_alpha()
+        product = self._float_product(x, weight.to(x.dtype))
+        return self._finish(product * alpha.to(x.dtype).view(1, -1, 1, 1), x)
 
-    def _float_product(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, ste_sign(self.weight), None, **self._geometry())
+    def _float_product(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, ste_sign(weight), None, **self._geometry())
+
+    def _sign_weight(self) -> torch.Tensor:
+        return ops.unpack_conv_weight(self.packed_weight()[0], self.kernel_size, self.in_channels)
 
     def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         bits, alpha = self.packed_weight()
@@ -112,11 +120,11 @@ class XnorConv2d(BinaryConv2d):
             out = out * F.conv2d(x.abs().mean(1, keepdim=True), box, None, **self._geometry())
         return super()._finish(out, x)
 
-    def _float_product(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(ste_sign(x), ste_sign(self.weight), None, **self._geometry())
+    def _float_product(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(ste_sign(x), ste_sign(weight), None, **self._geometry())
 
     def _sign_weight(self) -> torch.Tensor:
-        """``sign(W)`` as float32 ``[O, C, kh, kw]``, recovered from the packed bits."""
+        # Each tap's channels are padded to whole words in this layer's packing.
         bits, _ = self.packed_weight()
         kh, kw = self.kernel_size
         words = bits.shape[1] // (kh * kw)

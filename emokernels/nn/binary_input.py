@@ -3,7 +3,9 @@
 Train mode binarizes the input with a straight-through estimator and runs the float layer.
 Eval mode packs the input signs and runs ``bwn_gemm`` with the roles swapped: the float
 weights are the left operand (their tables are built once per call and shared by every input
-row) and the packed activations the right one.
+row) and the packed activations the right one. As for the binary-weight layers, an eval-mode
+call that autograd must see through (grad mode on and the input or a parameter requiring
+grad) computes the float form instead, with train mode's gradients.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from torch import nn
 from .. import ops
 from .bit_patches import pack_patches, padding_indicator
 from .ste import ste_sign
-from .weight_cache import WeightCache, float_twin
+from .weight_cache import WeightCache, float_twin, needs_autograd
 
 # Below this many input rows the packed path cannot beat reading the float weights once.
 _MIN_PACKED_ROWS = 32
@@ -32,7 +34,7 @@ class BinaryInputLinear(nn.Linear):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._cache = WeightCache()
+        self._cache = WeightCache.attach(self)
 
     @classmethod
     def from_float(cls, module: nn.Linear) -> BinaryInputLinear:
@@ -40,9 +42,13 @@ class BinaryInputLinear(nn.Linear):
         return float_twin(cls, module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{type(self).__name__}: expected input [..., {self.in_features}], "
+                             f"got {tuple(x.shape)}")
         x2 = x.reshape(-1, self.in_features)
         # Few rows: a float GEMV with +-1 reads the weights once, as fast as it gets.
-        if self.training or self.weight.dtype != torch.float32 or x2.shape[0] < _MIN_PACKED_ROWS:
+        if (self.training or self.weight.dtype != torch.float32 or needs_autograd(self, x)
+                or x2.shape[0] < _MIN_PACKED_ROWS):
             return F.linear(ste_sign(x), self.weight, self.bias)
         ones = self._cache.get(self.weight, ("ones", x2.shape[0]),
                                lambda: torch.ones(x2.shape[0], device=x.device))
@@ -58,7 +64,7 @@ class BinaryInputConv2d(nn.Conv2d):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         _check_conv(self)
-        self._cache = WeightCache()
+        self._cache = WeightCache.attach(self)
 
     @classmethod
     def from_float(cls, module: nn.Conv2d) -> BinaryInputConv2d:
@@ -79,7 +85,10 @@ class BinaryInputConv2d(nn.Conv2d):
         return fix[0].flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training or self.weight.dtype != torch.float32:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__}: expected input [B, {self.in_channels}, H, W]"
+                             f", got {tuple(x.shape)}")
+        if self.training or self.weight.dtype != torch.float32 or needs_autograd(self, x):
             return self._conv_forward(ste_sign(x), self.weight, self.bias)
         patches, ho, wo = pack_patches(x, self.kernel_size, self.stride, self.padding,
                                        self.dilation)

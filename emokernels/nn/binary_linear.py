@@ -9,7 +9,7 @@ from torch import nn
 from .. import ops
 from .packed_weight import PackedWeightMixin
 from .ste import ste_sign
-from .weight_cache import float_twin
+from .weight_cache import float_twin, needs_autograd
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -18,7 +18,8 @@ class BinaryLinear(PackedWeightMixin, nn.Linear):
     """``nn.Linear`` with weights ``alpha[o] * sign(W[o])``, ``alpha = mean |W[o]|`` (BWN).
 
     Train mode computes in float with a straight-through estimator on the latent weights;
-    eval mode runs ``ops.bwn_gemm`` on packed sign bits. Input ``[..., in_features]``.
+    eval mode runs ``ops.bwn_gemm`` on packed sign bits when no gradient is needed (as
+    :class:`BinaryConv2d`). Input ``[..., in_features]``.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
@@ -44,12 +45,16 @@ class BinaryLinear(PackedWeightMixin, nn.Linear):
                              f"got {tuple(x.shape)}")
         if self.training:
             self._check_trainable()
-            alpha = self.weight.abs().mean(1)
-            return self._finish(self._float_product(x) * alpha.to(x.dtype), x)
-        return self._packed_forward(x)
+        elif not needs_autograd(self, x):
+            return self._packed_forward(x)
+        weight, alpha = self.float_weight_and_alpha()
+        return self._finish(self._float_product(x, weight.to(x.dtype)) * alpha.to(x.dtype), x)
 
-    def _float_product(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, ste_sign(self.weight))
+    def _float_product(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, ste_sign(weight))
+
+    def _sign_weight(self) -> torch.Tensor:
+        return ops.unpack_bits(self.packed_weight()[0], self.in_features)
 
     def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         bits, alpha = self.packed_weight()
@@ -79,8 +84,8 @@ class XnorLinear(BinaryLinear):
             out = out * x.abs().mean(-1, keepdim=True).to(out.dtype)
         return out if self.bias is None else out + self.bias.to(out.dtype)
 
-    def _float_product(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(ste_sign(x), ste_sign(self.weight))
+    def _float_product(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.linear(ste_sign(x), ste_sign(weight))
 
     def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         bits, alpha = self.packed_weight()

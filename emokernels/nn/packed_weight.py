@@ -20,7 +20,7 @@ class PackedWeightMixin:
     weight: nn.Parameter | None
 
     def _init_packing(self) -> None:
-        self._cache = WeightCache()
+        self._cache = WeightCache.attach(self)
 
     @property
     def is_frozen(self) -> bool:
@@ -49,22 +49,41 @@ class PackedWeightMixin:
         return self._cache.get(self._source(), name, make)
 
     def freeze(self) -> None:
-        """Drops the latent float weights, keeping packed bits and alpha as buffers."""
+        """Drops the latent float weights, keeping packed bits and alpha as buffers.
+
+        A frozen layer trains nothing: its bias stops requiring grad, so inference needs no
+        ``torch.no_grad()`` to run the packed kernels.
+        """
         if self.is_frozen:
             return
         bits, alpha = self.packed_weight()
-        del self.weight
-        self.register_parameter("weight", None)
-        self.register_buffer("weight_bits", bits.clone())
-        self.register_buffer("alpha", alpha.clone())
+        self._set_frozen(bits.clone(), alpha.clone())
 
     def _frozen_placeholders(self) -> None:
         """Turns a fresh module into an empty frozen one, ready for ``load_state_dict``."""
         bits, alpha = self._pack(self.weight)
-        self.register_buffer("weight_bits", torch.zeros_like(bits), persistent=True)
-        self.register_buffer("alpha", torch.zeros_like(alpha), persistent=True)
+        self._set_frozen(torch.zeros_like(bits), torch.zeros_like(alpha))
+
+    def _set_frozen(self, bits: torch.Tensor, alpha: torch.Tensor) -> None:
         del self.weight
         self.register_parameter("weight", None)
+        self.register_buffer("weight_bits", bits)
+        self.register_buffer("alpha", alpha)
+        if self.bias is not None:
+            self.bias.requires_grad_(False)
+        self._cache.clear()
+
+    def float_weight_and_alpha(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weight and alpha the float (train-mode) form computes with: the latent weight
+        and ``mean |W|`` (differentiable), or once frozen, ``sign(W)`` unpacked and the stored
+        alpha."""
+        if self.is_frozen:
+            return self._sign_weight(), self.alpha
+        return self.weight, self.weight.abs().reshape(self.weight.shape[0], -1).mean(1)
+
+    def _sign_weight(self) -> torch.Tensor:
+        """``sign(W)`` as float32 of :meth:`weight_shape`, recovered from the packed bits."""
+        raise NotImplementedError
 
     def weight_shape(self) -> tuple[int, ...]:
         """Shape of the latent float weight (also once frozen)."""

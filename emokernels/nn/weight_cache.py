@@ -12,11 +12,24 @@ class WeightCache:
     """A dict of derived values keyed on one source tensor's identity and version counter.
 
     Under ``torch.compile`` nothing is cached: the traced graph recomputes every call.
+    Tensors made under ``torch.inference_mode`` have no version counter, so in-place edits of
+    them are invisible here: the owning module clears the cache on ``load_state_dict``
+    (:func:`attach`), and other in-place edits of such weights must call :meth:`clear`.
     """
 
     def __init__(self) -> None:
         self.key: tuple | None = None
         self.values: dict = {}
+
+    def clear(self) -> None:
+        """Forgets every derived value; the next :meth:`get` rebuilds."""
+        self.key, self.values = None, {}
+
+    @staticmethod
+    def attach(module: nn.Module) -> WeightCache:
+        """A new cache for ``module``, cleared whenever ``module.load_state_dict`` runs."""
+        module.register_load_state_dict_post_hook(_clear_after_load)
+        return WeightCache()
 
     def get(self, source: torch.Tensor, name, make: Callable):
         if torch.compiler.is_compiling():
@@ -29,6 +42,18 @@ class WeightCache:
         if name not in self.values:
             self.values[name] = make()
         return self.values[name]
+
+
+def _clear_after_load(module: nn.Module, incompatible_keys) -> None:
+    module._cache.clear()
+
+
+def needs_autograd(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether autograd must see through a call: grad mode is on and ``x`` or one of the
+    module's own parameters requires grad. Eval-mode layers then compute their float form
+    (the same numbers) instead of the packed kernels, which have no gradient for weights."""
+    return torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in module.parameters(recurse=False)))
 
 
 def float_twin(cls: type, module: nn.Module, **options) -> nn.Module:

@@ -1,11 +1,11 @@
 """Typed wrappers of the ``torch.ops.emokernels`` custom ops; modules call these, never _C."""
 
 from ._words import words_for_bits
-from .bwn_conv2d import bwn_conv2d
+from .bwn_conv2d import bwn_conv2d, unpack_conv_weight
 from .bwn_gemm import bwn_gemm
 from .pack_bits import pack_bits, unpack_bits
 from .xnor_gemm import xnor_gemm
 from .xnor_gemm_scaled import xnor_gemm_scaled
 
-__all__ = ["bwn_conv2d", "bwn_gemm", "pack_bits", "unpack_bits", "words_for_bits", "xnor_gemm",
-           "xnor_gemm_scaled"]
+__all__ = ["bwn_conv2d", "bwn_gemm", "pack_bits", "unpack_bits", "unpack_conv_weight",
+           "words_for_bits", "xnor_gemm", "xnor_gemm_scaled"]

@@ -1,10 +1,12 @@
-"""Binary-weight convolution on channels-last images (inference)."""
+"""Binary-weight convolution on channels-last images."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from ._words import words_for_bits
+from ._checks import bwn_conv2d_output_shape
+from .pack_bits import unpack_bits
 
 
 def bwn_conv2d(x: torch.Tensor, w_bits: torch.Tensor, alpha: torch.Tensor, kernel_size,
@@ -16,11 +18,12 @@ def bwn_conv2d(x: torch.Tensor, w_bits: torch.Tensor, alpha: torch.Tensor, kerne
         w_bits: int32 ``[O, ceil(kh*kw*C / 32)]``, :func:`pack_bits` of the weights permuted
             to ``[O, kh, kw, C]`` and flattened.
         alpha: floating ``[O]``, the per-output-channel scale.
-        kernel_size, stride, dilation: pairs of ints.
+        kernel_size, stride, dilation: pairs of ints >= 1; the dilated kernel must fit in
+            ``[H, W]``.
 
     Returns:
         ``[B, Ho, Wo, O]`` in ``x``'s dtype: ``alpha * conv(x, sign(W))``, float32 sums.
-        Inference only (no gradient).
+        Differentiable in ``x`` and ``alpha`` (like :func:`bwn_gemm`).
     """
     return torch.ops.emokernels.bwn_conv2d(x, w_bits, alpha, list(kernel_size), list(stride),
                                            list(dilation))
@@ -28,19 +31,39 @@ def bwn_conv2d(x: torch.Tensor, w_bits: torch.Tensor, alpha: torch.Tensor, kerne
 
 @torch.library.register_fake("emokernels::bwn_conv2d")
 def _(x, w_bits, alpha, kernel_size, stride, dilation):
-    torch._check(x.dim() == 4, lambda: "bwn_conv2d: x must be [B, H, W, C]")
-    b, h, w, c = x.shape
-    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
-    torch._check(w_bits.shape[1] == words_for_bits(kh * kw * c),
-                 lambda: "bwn_conv2d: w_bits must hold ceil(kh*kw*C/32) words per row")
-    ho = (h - dh * (kh - 1) - 1) // sh + 1
-    wo = (w - dw * (kw - 1) - 1) // sw + 1
-    return x.new_empty((b, ho, wo, w_bits.shape[0]))
+    return x.new_empty(bwn_conv2d_output_shape(x, w_bits, alpha, kernel_size, stride, dilation))
 
 
-def _no_backward(ctx, grad):
-    raise RuntimeError("bwn_conv2d is inference-only: train BinaryConv2d in train mode, which "
-                       "computes in float with a straight-through estimator")
+def unpack_conv_weight(w_bits: torch.Tensor, kernel_size, channels: int) -> torch.Tensor:
+    """float32 ``[O, C, kh, kw]`` of +-1 from ``w_bits`` as :func:`bwn_conv2d` takes them
+    (packed in (ky, kx, c) order)."""
+    kh, kw = kernel_size
+    signs = unpack_bits(w_bits, kh * kw * channels, torch.float32)
+    return signs.view(-1, kh, kw, channels).permute(0, 3, 1, 2)
 
 
-torch.library.register_autograd("emokernels::bwn_conv2d", _no_backward)
+def _setup_context(ctx, inputs, output) -> None:
+    x, w_bits, alpha, kernel_size, stride, dilation = inputs
+    ctx.geometry = (list(kernel_size), list(stride), list(dilation))
+    ctx.save_for_backward(x, w_bits, alpha)
+
+
+def _backward(ctx, grad: torch.Tensor):
+    x, w_bits, alpha = ctx.saved_tensors
+    kernel_size, stride, dilation = ctx.geometry
+    weight = unpack_conv_weight(w_bits, kernel_size, x.shape[3])
+    grad32 = grad.float().permute(0, 3, 1, 2)  # [B, O, Ho, Wo]
+    grad_x = grad_alpha = None
+    if ctx.needs_input_grad[0]:
+        image_shape = (x.shape[0], x.shape[3], x.shape[1], x.shape[2])
+        scaled = grad32 * alpha.float()[:, None, None]
+        grad_x = torch.nn.grad.conv2d_input(image_shape, weight, scaled, stride, 0, dilation)
+        grad_x = grad_x.permute(0, 2, 3, 1).to(x.dtype)
+    if ctx.needs_input_grad[2]:
+        unscaled = F.conv2d(x.float().permute(0, 3, 1, 2), weight, None, stride, 0, dilation)
+        grad_alpha = (grad32 * unscaled).sum((0, 2, 3)).to(alpha.dtype)
+    return grad_x, None, grad_alpha, None, None, None
+
+
+torch.library.register_autograd("emokernels::bwn_conv2d", _backward,
+                                setup_context=_setup_context)

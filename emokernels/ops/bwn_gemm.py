@@ -2,7 +2,7 @@
 
 import torch
 
-from ._words import words_for_bits
+from ._checks import bwn_gemm_output_shape
 from .pack_bits import unpack_bits
 
 
@@ -24,14 +24,7 @@ def bwn_gemm(x: torch.Tensor, w_bits: torch.Tensor, alpha: torch.Tensor, k: int)
 
 @torch.library.register_fake("emokernels::bwn_gemm")
 def _(x: torch.Tensor, w_bits: torch.Tensor, alpha: torch.Tensor, k: int) -> torch.Tensor:
-    torch._check(x.dim() == 2 and w_bits.dim() == 2 and alpha.dim() == 1,
-                 lambda: "bwn_gemm: x and w_bits must be 2-D, alpha 1-D")
-    torch._check(x.shape[1] == k and w_bits.shape[1] == words_for_bits(k),
-                 lambda: "bwn_gemm: shapes do not match k")
-    torch._check(alpha.shape[0] == w_bits.shape[0], lambda: "bwn_gemm: alpha must have N entries")
-    torch._check(x.device == w_bits.device == alpha.device,
-                 lambda: "bwn_gemm: all tensors must be on one device")
-    return x.new_empty((x.shape[0], w_bits.shape[0]))
+    return x.new_empty(bwn_gemm_output_shape(x, w_bits, alpha, k))
 
 
 def _setup_context(ctx, inputs, output) -> None:

@@ -2,14 +2,15 @@
 
 import torch
 
-from ._words import words_for_bits
+from ._checks import pack_bits_output_shape
 
 
 def pack_bits(x: torch.Tensor) -> torch.Tensor:
     """Packs the signs of ``x`` along its last dimension.
 
     Args:
-        x: floating tensor ``[..., K]`` (float32 / bfloat16 / float16 / float64), any strides.
+        x: floating tensor ``[..., K]``, ``K >= 1`` (float32 / bfloat16 / float16 / float64),
+            any strides. Signs are taken in ``x``'s own dtype.
 
     Returns:
         int32 tensor ``[..., ceil(K / 32)]``; bit ``j`` of word ``w`` is 1 iff
@@ -20,9 +21,7 @@ def pack_bits(x: torch.Tensor) -> torch.Tensor:
 
 @torch.library.register_fake("emokernels::pack_bits")
 def _(x: torch.Tensor) -> torch.Tensor:
-    torch._check(x.dim() >= 1, lambda: "pack_bits: x must have at least 1 dimension")
-    torch._check(x.dtype.is_floating_point, lambda: "pack_bits: x must be floating point")
-    return x.new_empty((*x.shape[:-1], words_for_bits(x.shape[-1])), dtype=torch.int32)
+    return x.new_empty(pack_bits_output_shape(x), dtype=torch.int32)
 
 
 def unpack_bits(bits: torch.Tensor, k: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

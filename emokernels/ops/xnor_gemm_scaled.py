@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._words import words_for_bits
+from ._checks import xnor_gemm_scaled_output_shape
 
 
 def xnor_gemm_scaled(a_bits: torch.Tensor, b_bits: torch.Tensor, k: int, scale: torch.Tensor,
@@ -27,12 +27,8 @@ def xnor_gemm_scaled(a_bits: torch.Tensor, b_bits: torch.Tensor, k: int, scale: 
 
 @torch.library.register_fake("emokernels::xnor_gemm_scaled")
 def _(a_bits, b_bits, k, scale, bias=None, offset=None):
-    torch._check(a_bits.dim() == 2 and b_bits.dim() == 2,
-                 lambda: "xnor_gemm_scaled: operands must be 2-D")
-    torch._check(a_bits.shape[1] == b_bits.shape[1] == words_for_bits(k),
-                 lambda: "xnor_gemm_scaled: word counts must equal ceil(k/32)")
-    torch._check(scale.shape == (b_bits.shape[0],), lambda: "xnor_gemm_scaled: scale must be [N]")
-    return a_bits.new_empty((a_bits.shape[0], b_bits.shape[0]), dtype=torch.float32)
+    shape = xnor_gemm_scaled_output_shape(a_bits, b_bits, k, scale, bias, offset)
+    return a_bits.new_empty(shape, dtype=torch.float32)
 
 
 def _setup_context(ctx, inputs, output) -> None:

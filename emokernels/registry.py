@@ -1,0 +1,65 @@
+"""The one registry of compressed layer types: convert, freeze, storage and the reproduction
+all read it, so a layer's options survive save / load and a new layer type is added once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .nn import (
+    BinaryConv2d,
+    BinaryInputConv2d,
+    BinaryInputLinear,
+    BinaryLinear,
+    XnorConv2d,
+    XnorLinear,
+)
+
+
+@dataclass(frozen=True)
+class LayerType:
+    """A compressed layer class, the float class it replaces, and its constructor options
+    (name -> type) that are part of the saved model."""
+
+    cls: type
+    replaces: type
+    options: dict[str, type] = field(default_factory=dict)
+
+    def options_of(self, module: nn.Module) -> dict:
+        """The layer's options as they are saved."""
+        return {name: getattr(module, name) for name in self.options}
+
+
+_XNOR_OPTIONS = {"scale_activations": bool}
+
+LAYER_TYPES: dict[str, LayerType] = {t.cls.__name__: t for t in (
+    LayerType(XnorConv2d, nn.Conv2d, _XNOR_OPTIONS),
+    LayerType(XnorLinear, nn.Linear, _XNOR_OPTIONS),
+    LayerType(BinaryConv2d, nn.Conv2d),
+    LayerType(BinaryLinear, nn.Linear),
+    LayerType(BinaryInputConv2d, nn.Conv2d),
+    LayerType(BinaryInputLinear, nn.Linear),
+)}
+
+# convert()'s methods: the replacement for nn.Conv2d and for nn.Linear.
+METHODS: dict[str, tuple[type, type]] = {
+    "xnor": (XnorConv2d, XnorLinear),
+    "bwn": (BinaryConv2d, BinaryLinear),
+    "binary-activations": (BinaryInputConv2d, BinaryInputLinear),
+}
+
+# The float layers compressed layers replace (matched by exact type).
+FLOAT_TYPES: dict[str, type] = {"Conv2d": nn.Conv2d, "Linear": nn.Linear}
+
+
+def layer_type(module: nn.Module) -> LayerType | None:
+    """The registry entry of ``module``'s exact class, or None for any other module."""
+    kind = LAYER_TYPES.get(type(module).__name__)
+    return kind if kind is not None and type(module) is kind.cls else None
+
+
+def method_options(method: str) -> dict[str, type]:
+    """The options ``convert(model, method, **options)`` accepts."""
+    conv_cls, _ = METHODS[method]
+    return LAYER_TYPES[conv_cls.__name__].options

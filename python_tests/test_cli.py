@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from emokernels.cli import main
+
+
+def _best_isa(monkeypatch) -> str:
+    monkeypatch.delenv("EMOKERNELS_CPU_ISA", raising=False)
+    return torch.ops.emokernels.cpu_isa()
+
+
+@pytest.mark.parametrize("value", ["foo", "AVX2", " avx2", "avx2 ", "avx-512"])
+def test_info_reports_an_unknown_cpu_isa(monkeypatch, capsys, value):
+    monkeypatch.setenv("EMOKERNELS_CPU_ISA", value)
+    assert main(["info"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"EMOKERNELS_CPU_ISA={value} is not one of" in err
+    assert "must be one of auto, avx512, avx2, portable" in err
+
+
+def test_info_reports_a_cpu_isa_this_cpu_lacks(monkeypatch, capsys):
+    best = _best_isa(monkeypatch)
+    lacking = {"portable": ["avx2", "avx512"], "avx2": ["avx512"]}.get(best, [])
+    if not lacking:
+        pytest.skip(f"this CPU runs every path ({best})")
+    for value in lacking:
+        monkeypatch.setenv("EMOKERNELS_CPU_ISA", value)
+        assert main(["info"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and f"EMOKERNELS_CPU_ISA={value} asks for a path" in err
+        assert f"best here: {best}" in err
+
+
+def test_info_shows_the_forced_cpu_path(monkeypatch, capsys):
+    best = _best_isa(monkeypatch)
+    assert main(["info"]) == 0
+    assert f"cpu path: {best} " in capsys.readouterr().out
+    monkeypatch.setenv("EMOKERNELS_CPU_ISA", "portable")
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu path: portable " in out and "EMOKERNELS_CPU_ISA=auto|avx512|avx2|portable" in out
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("imagenet:/x", "unknown data source 'imagenet'"),
+    ("Synthetic", "unknown data source 'Synthetic'"),
+    ("rafd", "data spec 'rafd' needs a path: rafd:PATH"),
+    ("fer2013:", "data spec 'fer2013:' needs a path"),
+    ("folder:{tmp}/missing", "{tmp}/missing not found"),
+])
+def test_reproduce_refuses_a_bad_data_spec(tmp_path, capsys, spec, message):
+    spec, message = (s.format(tmp=tmp_path) for s in (spec, message))
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", "table2", "--quick", "--data", spec, "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --data: " + message in err
+    assert not (tmp_path / "out").exists()
