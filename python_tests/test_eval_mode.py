@@ -164,3 +164,13 @@ def test_export_of_a_frozen_model(method):
     assert any("emokernels" in name for name in names)
     x2 = torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(exported.module()(x2), model(x2))
+
+
+@pytest.mark.parametrize("cls", [ek.BinaryConv2d, ek.XnorConv2d, ek.BinaryInputConv2d])
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("kernel, dilation", [((4, 1), ((2**64 - 1) // 3, 1)),
+                                              ((5, 1), (2**62, 1)), ((3, 3), (1, 1))])
+def test_kernel_larger_than_input_is_an_error(cls, train, kernel, dilation):
+    layer = cls(16, 8, kernel, dilation=dilation).train(train)
+    with pytest.raises(ValueError, match="smaller than the kernel"), torch.no_grad():
+        layer(torch.randn(1, 16, 2, 7))

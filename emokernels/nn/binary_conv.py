@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from .bit_patches import pack_patches, padding_indicator
+from .bit_patches import conv_output_size, pack_patches, padding_indicator
 from .packed_weight import PackedWeightMixin
 from .ste import ste_sign
 from .weight_cache import float_twin, needs_autograd
@@ -62,9 +62,7 @@ class BinaryConv2d(PackedWeightMixin, nn.Conv2d):
         return out if self.bias is None else out + self.bias.to(out.dtype).view(1, -1, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__}: expected input [B, {self.in_channels}, H, W]"
-                             f", got {tuple(x.shape)}")
+        conv_output_size(self, x)
         if self.training:
             self._check_trainable()
         elif not needs_autograd(self, x):

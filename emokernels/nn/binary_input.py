@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from .bit_patches import pack_patches, padding_indicator
+from .bit_patches import conv_output_size, pack_patches, padding_indicator
 from .ste import ste_sign
 from .weight_cache import WeightCache, float_twin, needs_autograd
 
@@ -85,9 +85,7 @@ class BinaryInputConv2d(nn.Conv2d):
         return fix[0].flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__}: expected input [B, {self.in_channels}, H, W]"
-                             f", got {tuple(x.shape)}")
+        conv_output_size(self, x)
         if self.training or self.weight.dtype != torch.float32 or needs_autograd(self, x):
             return self._conv_forward(ste_sign(x), self.weight, self.bias)
         patches, ho, wo = pack_patches(x, self.kernel_size, self.stride, self.padding,

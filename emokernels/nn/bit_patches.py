@@ -2,8 +2,27 @@
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .. import ops
+
+
+def conv_output_size(module: nn.Conv2d, x: torch.Tensor) -> tuple[int, int]:
+    """``(Ho, Wo)`` of ``module`` on ``x``; a ``ValueError`` for an input of another rank or
+    channel count, or one smaller than the dilated kernel (checked in Python integers: no
+    geometry can wrap around)."""
+    if x.dim() != 4 or x.shape[1] != module.in_channels:
+        raise ValueError(f"{type(module).__name__}: expected input [B, {module.in_channels}, H, W]"
+                         f", got {tuple(x.shape)}")
+    out = []
+    for size, k, s, p, d in zip(x.shape[2:], module.kernel_size, module.stride, module.padding,
+                                module.dilation, strict=True):
+        if size + 2 * p < d * (k - 1) + 1:
+            raise ValueError(f"{type(module).__name__}: input of size {tuple(x.shape[2:])} "
+                             f"(padding {module.padding}) is smaller than the kernel "
+                             f"{module.kernel_size} at dilation {module.dilation}")
+        out.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
+    return out[0], out[1]
 
 
 def patches_nhwc(t: torch.Tensor, kernel_size, stride, padding, dilation):
