@@ -1,6 +1,6 @@
 // Every op schema of the emokernels library. Backends register kernels only.
 #include <Python.h>
-#include <torch/library.h>
+#include "common/library.h"
 
 #include "common/cpu_features.h"
 
@@ -25,7 +25,7 @@ bool cuda_compiled_op() {
 }
 }  // namespace
 
-TORCH_LIBRARY(emokernels, m) {
+EMOKERNELS_LIBRARY(m) {
   m.def("pack_bits(Tensor x) -> Tensor");
   m.def("xnor_gemm(Tensor a_bits, Tensor b_bits, int k) -> Tensor");
   m.def(

@@ -1,3 +1,5 @@
+import contextlib
+import functools
 import os
 
 import pytest
@@ -5,19 +7,42 @@ import torch
 
 import emokernels  # noqa: F401
 
+from . import simd_emulation
+
 _ISAS = {"avx512": 2, "avx2": 1, "portable": 0}
+EMULATED = "avx512-emulated"
 
 
 def supported_isas() -> list[str]:
+    """The SIMD paths this CPU runs natively, and the AVX-512 path emulated where the CPU lacks
+    it (SIMDe installed), so that every path is tested on every machine."""
     best = _ISAS[torch.ops.emokernels.cpu_isa()] if "EMOKERNELS_CPU_ISA" not in os.environ else 2
-    return [name for name, rank in _ISAS.items() if rank <= best]
+    native = [name for name, rank in _ISAS.items() if rank <= best]
+    return native if "avx512" in native or not simd_emulation.available() else [EMULATED, *native]
+
+
+@functools.cache
+def emulated_ops():
+    return simd_emulation.load()
+
+
+@contextlib.contextmanager
+def forced_isa(name: str):
+    """Runs the block on one CPU path: every ``torch.ops.emokernels`` op (and so every
+    ``emokernels.ops`` wrapper and layer) uses it."""
+    with pytest.MonkeyPatch.context() as patch:
+        if name == EMULATED:
+            patch.setattr(torch.ops, "emokernels", emulated_ops())
+            name = "avx512"
+        patch.setenv("EMOKERNELS_CPU_ISA", name)
+        yield
 
 
 @pytest.fixture(params=supported_isas())
-def isa(request, monkeypatch):
-    """Runs the test once per SIMD path this CPU supports."""
-    monkeypatch.setenv("EMOKERNELS_CPU_ISA", request.param)
-    return request.param
+def isa(request):
+    """Runs the test once per SIMD path (see :func:`supported_isas`)."""
+    with forced_isa(request.param):
+        yield request.param
 
 
 def devices() -> list:

@@ -10,7 +10,10 @@ namespace emokernels {
 const CpuFeatures& cpu_features() {
   static const CpuFeatures features = [] {
     CpuFeatures f;
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(EMOKERNELS_EMULATE_SIMD)
+    // Every intrinsic is portable C++ here: every path runs on any CPU.
+    f = {true, true, true, true, true, true, true, true, true, true};
+#elif defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     f.popcnt = __builtin_cpu_supports("popcnt");
     f.avx2 = __builtin_cpu_supports("avx2");

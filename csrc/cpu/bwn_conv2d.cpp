@@ -4,7 +4,7 @@
 // With AVX-512, float32 and C % 16 == 0 the GEMM reads receptive fields straight from the
 // image (implicit im2col); otherwise the patches are materialized first.
 #include <ATen/ops/empty.h>
-#include <torch/library.h>
+#include "../common/library.h"
 
 #include "../ops/bwn_conv2d_checks.h"
 #include "bwn_kernels.h"
@@ -54,6 +54,6 @@ at::Tensor bwn_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(emokernels, CPU, m) { m.impl("bwn_conv2d", &bwn_conv2d_cpu); }
+EMOKERNELS_LIBRARY_IMPL(CPU, m) { m.impl("bwn_conv2d", &bwn_conv2d_cpu); }
 
 }  // namespace emokernels

@@ -2,7 +2,7 @@
 // (int32, packed as pack_bits) scaled per output row by alpha [N] -> [M, N] in x's dtype:
 // out = x @ (alpha[:, None] * sign(W)).T, accumulated in float32.
 #include <ATen/ops/empty.h>
-#include <torch/library.h>
+#include "../common/library.h"
 
 #include "../ops/bwn_gemm_checks.h"
 #include "bwn_kernels.h"
@@ -25,6 +25,6 @@ at::Tensor bwn_gemm_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(emokernels, CPU, m) { m.impl("bwn_gemm", &bwn_gemm_cpu); }
+EMOKERNELS_LIBRARY_IMPL(CPU, m) { m.impl("bwn_gemm", &bwn_gemm_cpu); }
 
 }  // namespace emokernels

@@ -5,7 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/BFloat16.h>
 
-#include <immintrin.h>
+#include "simd.h"
 
 #include <cmath>
 #include <limits>
@@ -16,7 +16,6 @@
 #include "popcount_simd.h"
 #include "tiling.h"
 
-#define EMOKERNELS_AVX512_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"
 
 namespace emokernels {
 namespace bwn {
@@ -91,7 +90,7 @@ void tile_portable(const BwnProblem<scalar_t>& p, int64_t m0, int m_count, int64
 constexpr int kAvx2MR = 2;
 constexpr int kAvx2NR = 4;
 
-__attribute__((target(EMOKERNELS_AVX2_TARGET))) inline void tile_avx2(const BwnProblem<float>& p,
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) inline void tile_avx2(const BwnProblem<float>& p,
                                                                 int64_t m0, int m_count,
                                                                 int64_t n0, int n_count) {
   const auto xr = tile_rows<float, kAvx2MR>(p.x, m0, m_count, p.k);
@@ -134,7 +133,7 @@ constexpr int kAvx512NR = 6;
 // One 16-wide chunk of k: a merge-masked add of each x row per weight row. Only the Tail chunk
 // loads under a mask (in the main loop a masked load makes GCC spill every accumulator).
 template <int MR, int NR, bool Tail>
-__attribute__((target(EMOKERNELS_AVX512_TARGET), always_inline)) inline void bwn_step_avx512(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE void bwn_step_avx512(
     __m512 (&acc)[MR][NR], const float* const* xr, const uint32_t* const* wr, int64_t c,
     __mmask16 load) {
   __m512 xv[MR];
@@ -148,7 +147,7 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET), always_inline)) inline void bwn
 }
 
 template <int MR, int NR>
-__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void tile_avx512_rows(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void tile_avx512_rows(
     const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
   const auto xr = tile_rows<float, MR>(p.x, m0, m_count, p.k);
   const auto wr = tile_rows<uint32_t, NR>(p.w, n0, n_count, p.words);
@@ -183,7 +182,7 @@ inline void tile_avx512(const BwnProblem<float>& p, int64_t m0, int m_count, int
 }
 
 // Table-lookup path (bwn_gemm_lut.h) for 16 rows [m0, m0 + 16) and columns [n_begin, n_end).
-__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void lut_block(const BwnProblem<float>& p,
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void lut_block(const BwnProblem<float>& p,
                                                                   int64_t m0, int64_t n_begin,
                                                                   int64_t n_end) {
   const int rows = static_cast<int>(std::min<int64_t>(lut::kRows, p.m - m0));
@@ -249,7 +248,7 @@ inline void run_lut(const BwnProblem<float>& p) {
   });
 }
 
-__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline void row_sums_rows(const float* x,
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void row_sums_rows(const float* x,
                                                                              float* out,
                                                                              int64_t begin,
                                                                              int64_t end,
@@ -280,7 +279,7 @@ inline void row_sums_avx512(const float* x, float* out, int64_t m, int64_t k) {
 // AVX-512 BF16: each 32-bit weight word becomes 32 bf16 +-1 values once per tile (one blend),
 // and vdpbf16ps multiplies them exactly against x, accumulating in float32.
 template <int MR, int NR>
-__attribute__((target(EMOKERNELS_AVX512_BF16_TARGET))) void tile_bf16_rows(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_BF16_TARGET) void tile_bf16_rows(
     const BwnProblem<c10::BFloat16>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
   const auto xr = tile_rows<c10::BFloat16, MR>(p.x, m0, m_count, p.k);
   const auto wr = tile_rows<uint32_t, NR>(p.w, n0, n_count, p.words);
@@ -298,8 +297,7 @@ __attribute__((target(EMOKERNELS_AVX512_BF16_TARGET))) void tile_bf16_rows(
     for (int j = 0; j < NR; ++j) {
       const __m512i sign = _mm512_mask_blend_epi16(wr[j][w], minus, plus);
       for (int i = 0; i < MR; ++i) {
-        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], reinterpret_cast<__m512bh>(xv[i]),
-                                     reinterpret_cast<__m512bh>(sign));
+        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], as_bf16x32(xv[i]), as_bf16x32(sign));
       }
     }
   }

@@ -4,9 +4,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <torch/library.h>
+#include "../common/library.h"
 
-#include <immintrin.h>
+#include "simd.h"
 
 #include "../common/cpu_features.h"
 #include "../ops/pack_bits_checks.h"
@@ -31,7 +31,7 @@ void pack_rows_portable(const scalar_t* x, uint32_t* out, int64_t rows, int64_t 
   }
 }
 
-__attribute__((target("avx2"))) void pack_rows_avx2(const float* x, uint32_t* out, int64_t rows,
+EMOKERNELS_TARGET("avx2") void pack_rows_avx2(const float* x, uint32_t* out, int64_t rows,
                                                      int64_t k, int64_t words) {
   const __m256 zero = _mm256_setzero_ps();
   const int64_t full = k / 32;
@@ -57,7 +57,7 @@ __attribute__((target("avx2"))) void pack_rows_avx2(const float* x, uint32_t* ou
   }
 }
 
-__attribute__((target("avx512f"))) void pack_rows_avx512(const float* x, uint32_t* out,
+EMOKERNELS_TARGET("avx512f") void pack_rows_avx512(const float* x, uint32_t* out,
                                                           int64_t rows, int64_t k,
                                                           int64_t words) {
   const __m512 zero = _mm512_setzero_ps();
@@ -112,6 +112,6 @@ at::Tensor pack_bits_cpu(const at::Tensor& x_in) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(emokernels, CPU, m) { m.impl("pack_bits", &pack_bits_cpu); }
+EMOKERNELS_LIBRARY_IMPL(CPU, m) { m.impl("pack_bits", &pack_bits_cpu); }
 
 }  // namespace emokernels

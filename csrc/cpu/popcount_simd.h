@@ -1,12 +1,10 @@
 // Shared SIMD pieces of the popcount kernels (xnor_gemm).
 #pragma once
 
-#include <immintrin.h>
+#include "simd.h"
 
 #include <cstdint>
 
-#define EMOKERNELS_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,bmi2"
-#define EMOKERNELS_AVX2_TARGET "avx2,fma,popcnt"
 
 namespace emokernels {
 
@@ -17,7 +15,7 @@ inline uint32_t last_word_mask(int64_t k) {
 }
 
 // Sums each of 8 vectors of 8 int64 lanes; lane i of the result is the total of v[i].
-__attribute__((target(EMOKERNELS_AVX512_TARGET))) inline __m512i reduce8_epi64(const __m512i* v) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline __m512i reduce8_epi64(const __m512i* v) {
   __m512i t[4];
   for (int p = 0; p < 4; ++p) {
     t[p] = _mm512_add_epi64(_mm512_unpacklo_epi64(v[2 * p], v[2 * p + 1]),
@@ -33,7 +31,7 @@ __attribute__((target(EMOKERNELS_AVX512_TARGET))) inline __m512i reduce8_epi64(c
 }
 
 // Per-64-bit-lane popcount of a 256-bit vector by the nibble lookup (AVX2 has no vpopcnt).
-__attribute__((target(EMOKERNELS_AVX2_TARGET))) inline __m256i popcount_epi64_avx2(__m256i v) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) inline __m256i popcount_epi64_avx2(__m256i v) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
                                        2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i nibble = _mm256_set1_epi8(0x0f);

@@ -2,7 +2,7 @@
 // out[m, n] = k - 2 * popcount(a[m] XOR b[n]) over the first k bit positions, i.e. the exact
 // integer sign(A) @ sign(B).T. Bits past k in the last word are ignored, whatever they hold.
 #include <ATen/ops/empty.h>
-#include <torch/library.h>
+#include "../common/library.h"
 
 #include "../ops/xnor_gemm_checks.h"
 #include "xnor_kernels.h"
@@ -22,6 +22,6 @@ at::Tensor xnor_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, int64_t
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(emokernels, CPU, m) { m.impl("xnor_gemm", &xnor_gemm_cpu); }
+EMOKERNELS_LIBRARY_IMPL(CPU, m) { m.impl("xnor_gemm", &xnor_gemm_cpu); }
 
 }  // namespace emokernels

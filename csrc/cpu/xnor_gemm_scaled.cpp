@@ -1,7 +1,7 @@
 // xnor_gemm_scaled on the CPU: xnor_gemm with its epilogue fused, for the binary layers:
 // out[m, n] = float(dot[m, n] + offset[m % P, n]) * scale[n] + bias[n], float32 [M, N].
 #include <ATen/ops/empty.h>
-#include <torch/library.h>
+#include "../common/library.h"
 
 #include "../ops/xnor_gemm_scaled_checks.h"
 #include "xnor_kernels.h"
@@ -34,6 +34,6 @@ at::Tensor xnor_gemm_scaled_cpu(const at::Tensor& a_in, const at::Tensor& b_in, 
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(emokernels, CPU, m) { m.impl("xnor_gemm_scaled", &xnor_gemm_scaled_cpu); }
+EMOKERNELS_LIBRARY_IMPL(CPU, m) { m.impl("xnor_gemm_scaled", &xnor_gemm_scaled_cpu); }
 
 }  // namespace emokernels

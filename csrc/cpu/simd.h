@@ -1,0 +1,36 @@
+// The SIMD layer of the CPU kernels: x86 intrinsics, with each function compiled for the ISA
+// its path needs (EMOKERNELS_TARGET), so one binary carries every path and picks one at run
+// time. With EMOKERNELS_EMULATE_SIMD the same intrinsics are portable C++ (SIMDe): a test-only
+// build in which a CPU without AVX-512 executes the AVX-512 paths.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#ifdef EMOKERNELS_EMULATE_SIMD
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+
+#include "simd_emulation_extras.h"
+#define EMOKERNELS_TARGET(features)
+#else
+#include <immintrin.h>
+#define EMOKERNELS_TARGET(features) __attribute__((target(features)))
+#endif
+
+#define EMOKERNELS_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,bmi2"
+#define EMOKERNELS_AVX512_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"
+#define EMOKERNELS_AVX2_TARGET "avx2,fma,popcnt"
+#define EMOKERNELS_ALWAYS_INLINE __attribute__((always_inline)) inline
+
+namespace emokernels {
+
+// The bits of a vector of 32 bf16 values as the operand type of vdpbf16ps.
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_BF16_TARGET) EMOKERNELS_ALWAYS_INLINE __m512bh
+as_bf16x32(__m512i v) {
+  __m512bh out;
+  std::memcpy(&out, &v, sizeof(out));
+  return out;
+}
+
+}  // namespace emokernels
