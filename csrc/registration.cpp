@@ -3,6 +3,7 @@
 #include "common/library.h"
 
 #include "common/cpu_features.h"
+#include "cpu/paths.h"
 
 // The extension is loaded for its op registrations; it exposes no Python functions.
 PyMODINIT_FUNC PyInit__C(void) {
@@ -13,8 +14,9 @@ PyMODINIT_FUNC PyInit__C(void) {
 namespace {
 std::string cpu_features_op() { return emokernels::cpu_feature_string(); }
 std::string cpu_isa_op() { return emokernels::cpu_isa_name(emokernels::active_cpu_isa()); }
-std::string cpu_kernel_path_op(std::string op, std::string dtype) {
-  return emokernels::cpu_kernel_path(op, dtype);
+std::string cpu_kernel_path_op(std::string op, std::string dtype, int64_t m, int64_t n,
+                               int64_t channels) {
+  return emokernels::cpu_kernel_path(op, dtype, m, n, channels);
 }
 bool cuda_compiled_op() {
 #ifdef EMOKERNELS_WITH_CUDA
@@ -38,6 +40,7 @@ EMOKERNELS_LIBRARY(m) {
 
   m.def("cpu_features() -> str", &cpu_features_op);
   m.def("cpu_isa() -> str", &cpu_isa_op);
-  m.def("cpu_kernel_path(str op, str dtype) -> str", &cpu_kernel_path_op);
+  m.def("cpu_kernel_path(str op, str dtype, int m=1, int n=1, int channels=1) -> str",
+        &cpu_kernel_path_op);
   m.def("cuda_compiled() -> bool", &cuda_compiled_op);
 }

@@ -13,9 +13,16 @@ import emokernels
 
 # The values EMOKERNELS_CPU_ISA may take (the C++ cpu_isa op checks them).
 CPU_ISAS = ("auto", "avx512", "avx2", "portable")
-# The input dtypes whose kernel path differs, per op.
-OPS = {"pack_bits": ("float32", "bfloat16"), "xnor_gemm": ("int32",),
-       "bwn_gemm": ("float32", "bfloat16")}
+# What the kernel path of each op depends on: (label, dtype, m rows, n columns, channels).
+KERNEL_CASES = {
+    "pack_bits": [("float32", "float32", 1, 1, 1), ("other dtypes", "bfloat16", 1, 1, 1)],
+    "xnor_gemm": [("int32", "int32", 1, 1, 1)],
+    "bwn_gemm": [("float32 M<16 or N<32", "float32", 1, 4096, 1),
+                 ("float32 M>=16, N>=32", "float32", 256, 256, 1),
+                 ("bfloat16", "bfloat16", 256, 256, 1)],
+    "bwn_conv2d": [("float32 C%16=0, 16+ pixels", "float32", 256, 256, 64),
+                   ("float32 other C", "float32", 256, 256, 3)],
+}
 
 
 def info_lines() -> list[str]:
@@ -33,8 +40,9 @@ def info_lines() -> list[str]:
         f"threads: {torch.get_num_threads()}",
         "kernel paths:",
     ]
-    for op, dtypes in OPS.items():
-        paths = ", ".join(f"{d}: {kernels.cpu_kernel_path(op, d)}" for d in dtypes)
+    for op, cases in KERNEL_CASES.items():
+        paths = "; ".join(f"{label}: {kernels.cpu_kernel_path(op, dtype, m, n, c)}"
+                          for label, dtype, m, n, c in cases)
         lines.append(f"  {op:<10} cpu ({paths})" + ("; cuda" if cuda else ""))
     return lines
 

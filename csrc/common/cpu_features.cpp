@@ -4,54 +4,89 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 namespace emokernels {
 
-const CpuFeatures& cpu_features() {
-  static const CpuFeatures features = [] {
-    CpuFeatures f;
-#if defined(EMOKERNELS_EMULATE_SIMD)
-    // Every intrinsic is portable C++ here: every path runs on any CPU.
-    f = {true, true, true, true, true, true, true, true, true, true};
-#elif defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    f.popcnt = __builtin_cpu_supports("popcnt");
-    f.avx2 = __builtin_cpu_supports("avx2");
-    f.fma = __builtin_cpu_supports("fma");
-    f.bmi2 = __builtin_cpu_supports("bmi2");
-    f.avx512f = __builtin_cpu_supports("avx512f");
-    f.avx512bw = __builtin_cpu_supports("avx512bw");
-    f.avx512vl = __builtin_cpu_supports("avx512vl");
-    f.avx512dq = __builtin_cpu_supports("avx512dq");
-    f.avx512vpopcntdq = __builtin_cpu_supports("avx512vpopcntdq");
-    f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
-#endif
-    return f;
-  }();
-  return features;
-}
+namespace {
 
-static bool supports(CpuIsa isa) {
-  const CpuFeatures& f = cpu_features();
+constexpr std::pair<CpuFeature, const char*> kNames[] = {
+    {kPopcnt, "popcnt"},       {kAvx2, "avx2"},           {kFma, "fma"},
+    {kBmi2, "bmi2"},           {kAvx512f, "avx512f"},     {kAvx512bw, "avx512bw"},
+    {kAvx512vl, "avx512vl"},   {kAvx512dq, "avx512dq"},   {kAvx512Vpopcntdq, "avx512vpopcntdq"},
+    {kAvx512Bf16, "avx512bf16"},
+};
+
+constexpr uint32_t kAvx2Level = kPopcnt | kAvx2 | kFma | kBmi2;
+constexpr uint32_t kAllFeatures = (kAvx512Bf16 << 1) - 1;
+
+// What each level needs of the CPU, and what it lets the kernels use.
+uint32_t level_needs(CpuIsa isa) {
   switch (isa) {
     case CpuIsa::Avx512:
-      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vpopcntdq && f.bmi2;
+      return kAvx512f;
     case CpuIsa::Avx2:
-      return f.avx2 && f.fma && f.popcnt;
+      return kAvx2 | kFma | kPopcnt;
     case CpuIsa::Portable:
-      return true;
+      return 0;
   }
-  return false;
+  return 0;
+}
+
+uint32_t level_allows(CpuIsa isa) {
+  return isa == CpuIsa::Avx512 ? kAllFeatures : isa == CpuIsa::Avx2 ? kAvx2Level : 0;
+}
+
+bool supports(CpuIsa isa) {
+  return (detected_cpu_features() & level_needs(isa)) == level_needs(isa);
+}
+
+}  // namespace
+
+uint32_t detected_cpu_features() {
+#if defined(EMOKERNELS_EMULATE_SIMD)
+  // Every intrinsic is portable C++ here, so any CPU can be played: all features, or those
+  // EMOKERNELS_EMULATED_FEATURES lists (comma-separated names), read on every call.
+  const char* listed = std::getenv("EMOKERNELS_EMULATED_FEATURES");
+  if (listed == nullptr) return kAllFeatures;
+  uint32_t f = 0;
+  for (const char* item = listed; *item != '\0';) {
+    const size_t len = std::strcspn(item, ",");
+    for (const auto& [feature, name] : kNames) {
+      if (std::strlen(name) == len && std::strncmp(item, name, len) == 0) f |= feature;
+    }
+    item += len + (item[len] == ',');
+  }
+  return f;
+#else
+  static const uint32_t features = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    uint32_t f = 0;
+    f |= __builtin_cpu_supports("popcnt") ? kPopcnt : 0;
+    f |= __builtin_cpu_supports("avx2") ? kAvx2 : 0;
+    f |= __builtin_cpu_supports("fma") ? kFma : 0;
+    f |= __builtin_cpu_supports("bmi2") ? kBmi2 : 0;
+    f |= __builtin_cpu_supports("avx512f") ? kAvx512f : 0;
+    f |= __builtin_cpu_supports("avx512bw") ? kAvx512bw : 0;
+    f |= __builtin_cpu_supports("avx512vl") ? kAvx512vl : 0;
+    f |= __builtin_cpu_supports("avx512dq") ? kAvx512dq : 0;
+    f |= __builtin_cpu_supports("avx512vpopcntdq") ? kAvx512Vpopcntdq : 0;
+    f |= __builtin_cpu_supports("avx512bf16") ? kAvx512Bf16 : 0;
+    return f;
+#else
+    return 0u;
+#endif
+  }();
+  return features;
+#endif
 }
 
 CpuIsa best_cpu_isa() {
-  static const CpuIsa best = [] {
-    for (CpuIsa isa : {CpuIsa::Avx512, CpuIsa::Avx2}) {
-      if (supports(isa)) return isa;
-    }
-    return CpuIsa::Portable;
-  }();
-  return best;
+  for (CpuIsa isa : {CpuIsa::Avx512, CpuIsa::Avx2}) {
+    if (supports(isa)) return isa;
+  }
+  return CpuIsa::Portable;
 }
 
 CpuIsa active_cpu_isa() {
@@ -83,36 +118,18 @@ const char* cpu_isa_name(CpuIsa isa) {
   return "unknown";
 }
 
-std::string cpu_feature_string() {
-  const CpuFeatures& f = cpu_features();
-  std::string out;
-  auto add = [&out](bool present, const char* name) {
-    if (!present) return;
-    if (!out.empty()) out += ",";
-    out += name;
-  };
-  add(f.popcnt, "popcnt");
-  add(f.avx2, "avx2");
-  add(f.fma, "fma");
-  add(f.bmi2, "bmi2");
-  add(f.avx512f, "avx512f");
-  add(f.avx512bw, "avx512bw");
-  add(f.avx512vl, "avx512vl");
-  add(f.avx512dq, "avx512dq");
-  add(f.avx512vpopcntdq, "avx512vpopcntdq");
-  add(f.avx512bf16, "avx512bf16");
-  return out;
+uint32_t usable_cpu_features() {
+  return detected_cpu_features() & level_allows(active_cpu_isa());
 }
 
-std::string cpu_kernel_path(const std::string& op, const std::string& dtype) {
-  const CpuIsa isa = active_cpu_isa();
-  if (op == "bwn_gemm" && dtype == "bfloat16") {
-    if (isa == CpuIsa::Avx512 && cpu_features().avx512bf16) return "avx512-bf16";
-    return "portable";
+std::string cpu_feature_string() {
+  std::string out;
+  for (const auto& [feature, name] : kNames) {
+    if (!(detected_cpu_features() & feature)) continue;
+    if (!out.empty()) out += ",";
+    out += name;
   }
-  if (op == "pack_bits" && dtype != "float32") return "portable";
-  if (op == "xnor_gemm" && isa == CpuIsa::Avx512) return "avx512-vpopcntdq";
-  return cpu_isa_name(isa);
+  return out;
 }
 
 }  // namespace emokernels

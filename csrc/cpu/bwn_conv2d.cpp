@@ -1,8 +1,8 @@
 // bwn_conv2d on the CPU: a binary-weight convolution on a channels-last, already padded image
 // x [B, H, W, C] (float32 or bfloat16) with weights packed in (ky, kx, c) order,
 // w_bits [O, ceil(kh*kw*C/32)], scaled by alpha [O] -> [B, Ho, Wo, O] in x's dtype.
-// With AVX-512, float32 and C % 16 == 0 the GEMM reads receptive fields straight from the
-// image (implicit im2col); otherwise the patches are materialized first.
+// On the table path with C % 16 == 0 the GEMM reads receptive fields straight from the image
+// (implicit im2col); otherwise the patches are materialized first.
 #include <ATen/ops/empty.h>
 #include "../common/library.h"
 
@@ -26,21 +26,19 @@ at::Tensor bwn_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
   at::Tensor out = at::empty({b, ho, wo, n}, x.options());
   if (out.numel() == 0) return out;
   const auto* wp = reinterpret_cast<const uint32_t*>(wt.data_ptr<int32_t>());
-  const CpuIsa isa = active_cpu_isa();
+  const BwnPath path = bwn_path(x.scalar_type() == at::kBFloat16, m, n, c % 16 == 0);
 
-  if (x.scalar_type() == at::kFloat && isa == CpuIsa::Avx512 && c % 16 == 0 &&
-      m >= lut::kRows) {
-    bwn::ConvRows rows{ho, wo, h, w, c, sh, sw, {}};
-    rows.chunk_offsets.resize(k / 16);
+  if (path == BwnPath::TableImplicit) {
+    std::vector<int64_t> chunk_offsets(k / 16);
     for (int64_t chunk = 0; chunk < k / 16; ++chunk) {
       const int64_t tap = 16 * chunk / c, ch = 16 * chunk % c;
-      rows.chunk_offsets[chunk] =
-          ((tap / kw) * dh * w + (tap % kw) * dw) * c + ch;
+      chunk_offsets[chunk] = ((tap / kw) * dh * w + (tap % kw) * dw) * c + ch;
     }
+    const bwn::ConvRows rows{ho, wo, h, w, c, sh, sw, chunk_offsets.data()};
     bwn::BwnProblem<float> p{x.data_ptr<float>(), wp, alpha.data_ptr<float>(), nullptr,
                              out.data_ptr<float>(), m, n, k, wt.size(1)};
     p.conv = &rows;
-    bwn::run_bwn(p, isa, nullptr);
+    bwn::run_bwn(p, path, nullptr);
     return out;
   }
   const at::Tensor patches =
@@ -48,7 +46,7 @@ at::Tensor bwn_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
                    {h * w * c, sh * w * c, sw * c, dh * w * c, dw * c, 1})
           .reshape({m, k})
           .contiguous();  // reshape may return a strided view (e.g. one output pixel)
-  bwn::run_dense(patches, wp, wt.size(1), alpha.data_ptr<float>(), out, isa);
+  bwn::run_dense(patches, wp, wt.size(1), alpha.data_ptr<float>(), out, path);
   return out;
 }
 

@@ -7,11 +7,9 @@
 // Tables cover 128 k at a time (32 KiB, L1-resident) and are shared by every weight row.
 #pragma once
 
-#include "simd.h"
-
 #include <cstdint>
 
-#include "popcount_simd.h"
+#include "simd.h"
 
 namespace emokernels {
 namespace lut {
@@ -22,7 +20,7 @@ constexpr int kGroups = kBlockK / 4;
 constexpr int kCols = 8;           // weight rows interleaved to hide the add latency
 
 // 16 x 16 float transpose: out[c] lane r = in[r] lane c.
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE void transpose16(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE void transpose16(
     __m512* r) {
   __m512 a[16], b[16];
   for (int i = 0; i < 8; ++i) {
@@ -54,7 +52,7 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE void transp
 // each row's sum over k, and its sum of |x| in *abs_total. Row i's chunk c (k = 16c .. 16c + 15) starts at
 // rows[i] + chunk_offsets[c], or rows[i] + 16c when chunk_offsets is null. Buffers are float
 // arrays aligned to 64 bytes (no __m512 crosses into non-AVX-512 code).
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline __m512 transpose_rows(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline __m512 transpose_rows(
     const float* const* rows, int nrows, const int64_t* chunk_offsets, int64_t k, int64_t k_pad,
     float* xt, __m512* abs_total) {
   __m512 total = _mm512_setzero_ps(), abs_sum = _mm512_setzero_ps();
@@ -80,7 +78,7 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline __m512 transpose_rows(
 
 // Entry idx of group g (vector at table + 16 * (16g + idx)) = sum of x[:, 4g + b] over the
 // set bits b of idx, for the block's 32 groups.
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void build_tables(const float* xt,
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline void build_tables(const float* xt,
                                                                             float* table) {
   for (int g = 0; g < kGroups; ++g) {
     __m512 v[4], t[16];
@@ -97,7 +95,7 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void build_tables(const float
 
 // acc[j] += sum over the block's 32 groups of table[g][nibble g of weight row j]. The byte
 // offset of an entry, 64 * nibble, is a rotate and a mask of the weight word (rorx + and).
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE void
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE void
 accumulate_block(const float* table, const uint32_t* const* wr, int64_t word0, int64_t words,
                  __m512* acc) {
   for (int wq = 0; wq < kBlockK / 32; ++wq) {

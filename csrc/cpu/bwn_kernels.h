@@ -5,82 +5,27 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/BFloat16.h>
 
-#include "simd.h"
-
 #include <cmath>
-#include <limits>
 #include <vector>
 
-#include "../common/cpu_features.h"
+#include "../core/bwn/bwn_problem.h"
 #include "bwn_gemm_lut.h"
-#include "popcount_simd.h"
+#include "paths.h"
+#include "simd.h"
 #include "tiling.h"
 
 
 namespace emokernels {
 namespace bwn {
 
-// Where row m of the left operand starts when it is not a dense [M, K] matrix: the receptive
-// field of output pixel m of a channels-last image (implicit im2col). Row m's k-th 16-wide
-// chunk is at row_base(m) + chunk_offsets[k / 16]; channels are a multiple of 16, so no chunk
-// straddles two taps.
-struct ConvRows {
-  int64_t ho, wo, h, w, c, sh, sw;
-  std::vector<int64_t> chunk_offsets;
-
-  const float* row_base(const float* x, int64_t m) const {
-    const int64_t b = m / (ho * wo), r = m % (ho * wo);
-    return x + ((b * h + (r / wo) * sh) * w + (r % wo) * sw) * c;
-  }
-};
-
-template <typename scalar_t>
-struct BwnProblem {
-  const scalar_t* x;
-  const uint32_t* w;
-  const float* alpha;
-  const float* row_sums;  // sum_k x[m, k]; only the float32 AVX-512 row-tile path uses it
-  scalar_t* out;
-  int64_t m, n, k, words;
-  const ConvRows* conv = nullptr;  // set: x is an image, read through implicit im2col
-};
-
-inline bool weight_bit(const uint32_t* row, int64_t kk) { return (row[kk >> 5] >> (kk & 31)) & 1u; }
-
-// The AVX-512 float32 paths compute sum_k x*s as 2 * (sum where the bit is set) - sum_k x.
-// That is exact enough only while sum_k |x| stays far from float32's maximum: a row holding
-// inf or NaN, or values so large that 2 * sum overflows, would turn the difference into NaN or
-// inf where the true sum is finite. Such rows are recomputed by the plain signed sum instead,
-// in the order the portable path uses, so every path agrees on them.
-inline bool twice_sum_is_safe(float abs_sum) {
-  return abs_sum <= std::numeric_limits<float>::max() / 4;  // false for inf and NaN too
-}
-
-// alpha * sum_k s(w[k]) * x[k], summed left to right. Row element kk is at
-// row[chunks[kk / 16] + kk % 16] for an implicit-im2col row, row[kk] when chunks is null.
-inline float signed_sum(const float* row, const int64_t* chunks, const uint32_t* w, int64_t k,
-                        float alpha) {
-  float acc = 0.0f;
-  for (int64_t kk = 0; kk < k; ++kk) {
-    const float v = chunks ? row[chunks[kk / 16] + kk % 16] : row[kk];
-    acc += weight_bit(w, kk) ? v : -v;
-  }
-  return alpha * acc;
-}
-
 template <typename scalar_t>
 void tile_portable(const BwnProblem<scalar_t>& p, int64_t m0, int m_count, int64_t n0,
                    int n_count) {
   for (int i = 0; i < m_count; ++i) {
-    const scalar_t* xr = p.x + (m0 + i) * p.k;
     for (int j = 0; j < n_count; ++j) {
-      const uint32_t* wr = p.w + (n0 + j) * p.words;
-      float acc = 0.0f;
-      for (int64_t kk = 0; kk < p.k; ++kk) {
-        const float v = static_cast<float>(xr[kk]);
-        acc += weight_bit(wr, kk) ? v : -v;
-      }
-      p.out[(m0 + i) * p.n + n0 + j] = static_cast<scalar_t>(p.alpha[n0 + j] * acc);
+      p.out[(m0 + i) * p.n + n0 + j] = static_cast<scalar_t>(
+          signed_sum(p.x + (m0 + i) * p.k, nullptr, p.w + (n0 + j) * p.words, p.k,
+                     p.alpha[n0 + j]));
     }
   }
 }
@@ -119,8 +64,8 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) inline void tile_avx2(const BwnProblem
       _mm256_store_ps(lanes, acc[i][j]);
       float total = 0.0f;
       for (float v : lanes) total += v;
-      for (int64_t kk = vec_k; kk < p.k; ++kk) total += weight_bit(wr[j], kk) ? xr[i][kk] : -xr[i][kk];
-      p.out[(m0 + i) * p.n + n0 + j] = p.alpha[n0 + j] * total;
+      for (int64_t kk = vec_k; kk < p.k; ++kk) total += bit_at(wr[j], kk) ? xr[i][kk] : -xr[i][kk];
+      p.out[(m0 + i) * p.n + n0 + j] = epilogue(p.alpha[n0 + j], total);
     }
   }
 }
@@ -133,7 +78,7 @@ constexpr int kAvx512NR = 6;
 // One 16-wide chunk of k: a merge-masked add of each x row per weight row. Only the Tail chunk
 // loads under a mask (in the main loop a masked load makes GCC spill every accumulator).
 template <int MR, int NR, bool Tail>
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE void bwn_step_avx512(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE void bwn_step_avx512(
     __m512 (&acc)[MR][NR], const float* const* xr, const uint32_t* const* wr, int64_t c,
     __mmask16 load) {
   __m512 xv[MR];
@@ -147,7 +92,7 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE void bwn_st
 }
 
 template <int MR, int NR>
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void tile_avx512_rows(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline void tile_avx512_rows(
     const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
   const auto xr = tile_rows<float, MR>(p.x, m0, m_count, p.k);
   const auto wr = tile_rows<uint32_t, NR>(p.w, n0, n_count, p.words);
@@ -165,7 +110,7 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void tile_avx512_rows(
       const float positive = _mm512_reduce_add_ps(acc[i][j]);
       p.out[(m0 + i) * p.n + n0 + j] =
           std::isnan(total) ? signed_sum(xr[i], nullptr, wr[j], p.k, p.alpha[n0 + j])
-                            : p.alpha[n0 + j] * (2.0f * positive - total);
+                            : epilogue(p.alpha[n0 + j], 2.0f * positive - total);
     }
   }
 }
@@ -182,7 +127,7 @@ inline void tile_avx512(const BwnProblem<float>& p, int64_t m0, int m_count, int
 }
 
 // Table-lookup path (bwn_gemm_lut.h) for 16 rows [m0, m0 + 16) and columns [n_begin, n_end).
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void lut_block(const BwnProblem<float>& p,
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline void lut_block(const BwnProblem<float>& p,
                                                                   int64_t m0, int64_t n_begin,
                                                                   int64_t n_end) {
   const int rows = static_cast<int>(std::min<int64_t>(lut::kRows, p.m - m0));
@@ -200,7 +145,7 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void lut_block(const BwnProbl
   for (int r = 0; r < rows; ++r) {
     row_ptrs[r] = p.conv ? p.conv->row_base(p.x, m0 + r) : p.x + (m0 + r) * p.k;
   }
-  const int64_t* chunks = p.conv ? p.conv->chunk_offsets.data() : nullptr;
+  const int64_t* chunks = p.conv ? p.conv->chunk_offsets : nullptr;
   __m512 abs_total;
   const __m512 total = lut::transpose_rows(row_ptrs, rows, chunks, p.k, k_pad, xt, &abs_total);
   for (int64_t kb = 0; kb < k_pad / lut::kBlockK; ++kb) {
@@ -226,7 +171,7 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void lut_block(const BwnProbl
     for (int r = 0; r < rows; ++r) {
       p.out[(m0 + r) * p.n + n] =
           twice_sum_is_safe(abs_totals[r])
-              ? p.alpha[n] * (2.0f * lanes[r] - totals[r])
+              ? epilogue(p.alpha[n], 2.0f * lanes[r] - totals[r])
               : signed_sum(row_ptrs[r], chunks, p.w + n * p.words, p.k, p.alpha[n]);
     }
   }
@@ -248,7 +193,7 @@ inline void run_lut(const BwnProblem<float>& p) {
   });
 }
 
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void row_sums_rows(const float* x,
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline void row_sums_rows(const float* x,
                                                                              float* out,
                                                                              int64_t begin,
                                                                              int64_t end,
@@ -304,7 +249,7 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_BF16_TARGET) void tile_bf16_rows(
   for (int i = 0; i < m_count; ++i) {
     for (int j = 0; j < n_count; ++j) {
       const float dot = _mm512_reduce_add_ps(acc[i][j]);
-      p.out[(m0 + i) * p.n + n0 + j] = static_cast<c10::BFloat16>(p.alpha[n0 + j] * dot);
+      p.out[(m0 + i) * p.n + n0 + j] = static_cast<c10::BFloat16>(epilogue(p.alpha[n0 + j], dot));
     }
   }
 }
@@ -324,54 +269,46 @@ void run(const BwnProblem<scalar_t>& p, int64_t mr, int64_t nr, Tile tile) {
   });
 }
 
-// bfloat16 x, dense [M, K]: the AVX-512 BF16 path or the portable one.
-inline void run_bwn(const BwnProblem<c10::BFloat16>& p, CpuIsa isa) {
-  if (isa == CpuIsa::Avx512 && cpu_features().avx512bf16) {
+// Runs a bfloat16 problem (dense x) on `path`.
+inline void run_bwn(const BwnProblem<c10::BFloat16>& p, BwnPath path) {
+  if (path == BwnPath::Bf16Avx512) {
     run(p, kAvx512MR, kAvx512NR, tile_bf16);
   } else {
     run(p, 1, 8, tile_portable<c10::BFloat16>);
   }
 }
 
-// float32 x: table lookup for 16+ rows and 32+ columns on AVX-512 (the only path that reads
-// implicit im2col rows), row tiles otherwise. row_sums must hold M floats (scratch).
-// Tables pay off when many weight rows share them; with few (a binary-input GEMV) the row
-// tiles win.
-constexpr int64_t kLutMinCols = 32;
-
-inline void run_bwn(BwnProblem<float> p, CpuIsa isa, float* row_sums) {
-  if (isa == CpuIsa::Avx512 && p.m >= lut::kRows && (p.n >= kLutMinCols || p.conv)) {
-    return run_lut(p);
-  }
-  TORCH_CHECK(p.conv == nullptr, "bwn: implicit im2col needs the AVX-512 table path");
+// Runs a float32 problem on `path` (bwn_path's choice for it); only TableImplicit reads
+// p.conv. row_sums: M floats of scratch.
+inline void run_bwn(BwnProblem<float> p, BwnPath path, float* row_sums) {
   p.row_sums = row_sums;
-  switch (isa) {
-    case CpuIsa::Avx512:
+  switch (path) {
+    case BwnPath::Table:
+    case BwnPath::TableImplicit:
+      return run_lut(p);
+    case BwnPath::Rows512:
       row_sums_avx512(p.x, row_sums, p.m, p.k);
-      run(p, kAvx512MR, kAvx512NR, tile_avx512);
-      break;
-    case CpuIsa::Avx2:
-      run(p, kAvx2MR, kAvx2NR, tile_avx2);
-      break;
-    case CpuIsa::Portable:
-      run(p, 1, 8, tile_portable<float>);
-      break;
+      return run(p, kAvx512MR, kAvx512NR, tile_avx512);
+    case BwnPath::Avx2:
+      return run(p, kAvx2MR, kAvx2NR, tile_avx2);
+    default:
+      return run(p, 1, 8, tile_portable<float>);
   }
 }
 
 // out [M, N] = alpha * (x [M, K] @ sign(W).T) for a dense, contiguous x of either dtype.
 inline void run_dense(const at::Tensor& x, const uint32_t* w, int64_t words, const float* alpha,
-                      at::Tensor& out, CpuIsa isa) {
+                      at::Tensor& out, BwnPath path) {
   const int64_t m = x.size(0), k = x.size(1), n = out.size(-1);
   if (x.scalar_type() == at::kBFloat16) {
     return run_bwn(BwnProblem<c10::BFloat16>{x.data_ptr<c10::BFloat16>(), w, alpha, nullptr,
                                              out.data_ptr<c10::BFloat16>(), m, n, k, words},
-                   isa);
+                   path);
   }
   std::vector<float> row_sums(m);
   run_bwn(BwnProblem<float>{x.data_ptr<float>(), w, alpha, nullptr, out.data_ptr<float>(), m, n,
                             k, words},
-          isa, row_sums.data());
+          path, row_sums.data());
 }
 
 }  // namespace bwn

@@ -8,7 +8,7 @@
 
 #include "simd.h"
 
-#include "../common/cpu_features.h"
+#include "paths.h"
 #include "../ops/pack_bits_checks.h"
 
 namespace emokernels {
@@ -31,7 +31,7 @@ void pack_rows_portable(const scalar_t* x, uint32_t* out, int64_t rows, int64_t 
   }
 }
 
-EMOKERNELS_TARGET("avx2") void pack_rows_avx2(const float* x, uint32_t* out, int64_t rows,
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) void pack_rows_avx2(const float* x, uint32_t* out, int64_t rows,
                                                      int64_t k, int64_t words) {
   const __m256 zero = _mm256_setzero_ps();
   const int64_t full = k / 32;
@@ -57,7 +57,7 @@ EMOKERNELS_TARGET("avx2") void pack_rows_avx2(const float* x, uint32_t* out, int
   }
 }
 
-EMOKERNELS_TARGET("avx512f") void pack_rows_avx512(const float* x, uint32_t* out,
+EMOKERNELS_TARGET(EMOKERNELS_AVX512F_TARGET) void pack_rows_avx512(const float* x, uint32_t* out,
                                                           int64_t rows, int64_t k,
                                                           int64_t words) {
   const __m512 zero = _mm512_setzero_ps();
@@ -81,11 +81,11 @@ EMOKERNELS_TARGET("avx512f") void pack_rows_avx512(const float* x, uint32_t* out
 }
 
 template <typename scalar_t>
-void pack_rows(CpuIsa isa, const scalar_t* x, uint32_t* out, int64_t rows, int64_t k,
+void pack_rows(PackPath path, const scalar_t* x, uint32_t* out, int64_t rows, int64_t k,
                int64_t words) {
   if constexpr (std::is_same_v<scalar_t, float>) {
-    if (isa == CpuIsa::Avx512) return pack_rows_avx512(x, out, rows, k, words);
-    if (isa == CpuIsa::Avx2) return pack_rows_avx2(x, out, rows, k, words);
+    if (path == PackPath::Avx512) return pack_rows_avx512(x, out, rows, k, words);
+    if (path == PackPath::Avx2) return pack_rows_avx2(x, out, rows, k, words);
   }
   pack_rows_portable(x, out, rows, k, words);
 }
@@ -98,13 +98,13 @@ at::Tensor pack_bits_cpu(const at::Tensor& x_in) {
   const int64_t rows = x.numel() / k;
   if (rows == 0) return out;
   auto* dst = reinterpret_cast<uint32_t*>(out.data_ptr<int32_t>());
-  const CpuIsa isa = active_cpu_isa();
+  const PackPath path = pack_bits_path(x.scalar_type() == at::kFloat);
   const int64_t grain = std::max<int64_t>(1, 32768 / k);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pack_bits", [&] {
     const scalar_t* src = x.data_ptr<scalar_t>();
     at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-      pack_rows(isa, src + begin * k, dst + begin * words, end - begin, k, words);
+      pack_rows(path, src + begin * k, dst + begin * words, end - begin, k, words);
     });
   });
   return out;

@@ -8,12 +8,6 @@
 
 namespace emokernels {
 
-// Mask of the valid bits of the last word when only k of its row's bits count.
-inline uint32_t last_word_mask(int64_t k) {
-  const int64_t r = k % 32;
-  return r == 0 ? 0xFFFFFFFFu : ((1u << r) - 1u);
-}
-
 // Sums each of 8 vectors of 8 int64 lanes; lane i of the result is the total of v[i].
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline __m512i reduce8_epi64(const __m512i* v) {
   __m512i t[4];

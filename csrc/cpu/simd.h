@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../common/cpu_features.h"
+
 #ifdef EMOKERNELS_EMULATE_SIMD
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
@@ -18,12 +20,25 @@
 #define EMOKERNELS_TARGET(features) __attribute__((target(features)))
 #endif
 
-#define EMOKERNELS_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,bmi2"
-#define EMOKERNELS_AVX512_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"
-#define EMOKERNELS_AVX2_TARGET "avx2,fma,popcnt"
 #define EMOKERNELS_ALWAYS_INLINE __attribute__((always_inline)) inline
 
+// Each path's compile target, and beside it the same features as run-time bits: a path runs
+// only where cpu_can_run(its features) holds.
+#define EMOKERNELS_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,bmi2"
+#define EMOKERNELS_AVX512_FLOAT_TARGET "avx512f,avx512bw,avx512vl,avx512dq,bmi2"
+#define EMOKERNELS_AVX512_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"
+#define EMOKERNELS_AVX512F_TARGET "avx512f"
+#define EMOKERNELS_AVX2_TARGET "avx2,fma,popcnt"
+
 namespace emokernels {
+
+constexpr uint32_t kAvx512Features =
+    kAvx512f | kAvx512bw | kAvx512vl | kAvx512dq | kAvx512Vpopcntdq | kBmi2;
+constexpr uint32_t kAvx512FloatFeatures = kAvx512f | kAvx512bw | kAvx512vl | kAvx512dq | kBmi2;
+constexpr uint32_t kAvx512Bf16Features =
+    kAvx512f | kAvx512bw | kAvx512vl | kAvx512dq | kAvx512Bf16;
+constexpr uint32_t kAvx512fFeatures = kAvx512f;
+constexpr uint32_t kAvx2Features = kAvx2 | kFma | kPopcnt;
 
 // The bits of a vector of 32 bf16 values as the operand type of vdpbf16ps.
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_BF16_TARGET) EMOKERNELS_ALWAYS_INLINE __m512bh

@@ -5,44 +5,18 @@
 
 #include "simd.h"
 
-#include "../common/cpu_features.h"
+#include "paths.h"
+#include "../core/xnor/xnor_problem.h"
 #include "popcount_simd.h"
 #include "tiling.h"
 
 namespace emokernels {
 namespace xnor {
 
-// out[m, n] = k - 2 * popcount(a[m] XOR b[n]) over the first k bits, written either as int32
-// (out_i32) or, fused, as float32 (out_f32): float(dot + offset[m % offset_rows, n]) * scale[n]
-// + bias[n], offset and bias optional. The float epilogue multiplies, then adds (never an FMA),
-// exactly as the float path of the binary layers does.
-struct XnorProblem {
-  const uint32_t* a;
-  const uint32_t* b;
-  int64_t m, n, row_words;  // row_words: stride of a and b rows, = ceil(k/32)
-  int64_t k;
-  uint32_t last_mask;
-  int32_t* out_i32 = nullptr;
-  float* out_f32 = nullptr;
-  const float* scale = nullptr;
-  const float* bias = nullptr;
-  const int32_t* offset = nullptr;
-  int64_t offset_rows = 1;
-};
-
 // Writes row m's dots for columns n0 .. n0 + count.
 inline void store_row(const XnorProblem& p, int64_t m, int64_t n0, const int32_t* dots,
                       int count) {
-  if (p.out_f32 == nullptr) {
-    for (int j = 0; j < count; ++j) p.out_i32[m * p.n + n0 + j] = dots[j];
-    return;
-  }
-  const int32_t* offset = p.offset ? p.offset + (m % p.offset_rows) * p.n + n0 : nullptr;
-  for (int j = 0; j < count; ++j) {
-    float v = static_cast<float>(dots[j] + (offset ? offset[j] : 0)) * p.scale[n0 + j];
-    if (p.bias) v = v + p.bias[n0 + j];
-    p.out_f32[m * p.n + n0 + j] = v;
-  }
+  for (int j = 0; j < count; ++j) store(p, m, n0 + j, dots[j]);
 }
 
 // A tile computes rows m0 .. m0 + MR x cols n0 .. n0 + NR; rows past the end point at a valid
@@ -51,20 +25,12 @@ using TileFn = void (*)(const XnorProblem& p, const uint32_t* const* arows,
                         const uint32_t* const* brows, int64_t m0, int64_t n0, int m_valid,
                         int n_valid);
 
-inline int32_t xnor_word_count(const uint32_t* a, const uint32_t* b, const XnorProblem& p) {
-  int64_t diff = 0;
-  for (int64_t w = 0; w + 1 < p.row_words; ++w) diff += __builtin_popcount(a[w] ^ b[w]);
-  const int64_t last = p.row_words - 1;
-  diff += __builtin_popcount((a[last] ^ b[last]) & p.last_mask);
-  return static_cast<int32_t>(p.k - 2 * diff);
-}
-
 inline void tile_portable(const XnorProblem& p, const uint32_t* const* arows,
                           const uint32_t* const* brows, int64_t m0, int64_t n0, int m_valid,
                           int n_valid) {
   int32_t dots[8];
   for (int i = 0; i < m_valid; ++i) {
-    for (int j = 0; j < n_valid; ++j) dots[j] = xnor_word_count(arows[i], brows[j], p);
+    for (int j = 0; j < n_valid; ++j) dots[j] = dot_reference(arows[i], brows[j], p.row_words, p.k);
     store_row(p, m0 + i, n0, dots, n_valid);
   }
 }
@@ -178,16 +144,16 @@ void run_tiles(const XnorProblem& p) {
   });
 }
 
-// Runs the problem on the active CPU path.
+// Runs the problem on the path xnor_path() picks.
 inline void run_xnor(const XnorProblem& p) {
-  switch (active_cpu_isa()) {
-    case CpuIsa::Avx512:
+  switch (xnor_path()) {
+    case XnorPath::Avx512:
       run_tiles<kAvx512MR, kAvx512NR, tile_avx512>(p);
       break;
-    case CpuIsa::Avx2:
+    case XnorPath::Avx2:
       run_tiles<kAvx2MR, kAvx2NR, tile_avx2>(p);
       break;
-    case CpuIsa::Portable:
+    case XnorPath::Portable:
       run_tiles<1, 8, tile_portable>(p);
       break;
   }

@@ -9,10 +9,9 @@
 #include <cstdint>
 #include <limits>
 
-namespace emokernels {
+#include "../core/common/bits.h"
 
-// ceil(k / 32) without the overflow of (k + 31) / 32 near INT64_MAX.
-inline int64_t words_for_bits(int64_t k) { return k / 32 + (k % 32 != 0); }
+namespace emokernels {
 
 // a * b, or an error naming `what` when it does not fit in int64.
 inline int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what) {

@@ -1,0 +1,82 @@
+// The one place that picks each op's CPU path. Launchers run what these return, and
+// cpu_kernel_path (emokernels info) reports the same names, so what is printed is what runs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "simd.h"
+
+namespace emokernels {
+
+enum class PackPath { Avx512, Avx2, Portable };
+
+// pack_bits: SIMD compares for float32 (AVX-512F or AVX2); other dtypes compare one by one.
+inline PackPath pack_bits_path(bool float32) {
+  if (float32 && cpu_can_run(kAvx512fFeatures)) return PackPath::Avx512;
+  if (float32 && cpu_can_run(kAvx2Features)) return PackPath::Avx2;
+  return PackPath::Portable;
+}
+
+inline const char* path_name(PackPath p) {
+  return p == PackPath::Avx512 ? "avx512f" : p == PackPath::Avx2 ? "avx2" : "portable";
+}
+
+enum class XnorPath { Avx512, Avx2, Portable };
+
+// xnor_gemm and xnor_gemm_scaled: 512-bit popcounts (VPOPCNTDQ), AVX2 nibble lookups, or
+// scalar popcounts.
+inline XnorPath xnor_path() {
+  if (cpu_can_run(kAvx512Features)) return XnorPath::Avx512;
+  if (cpu_can_run(kAvx2Features)) return XnorPath::Avx2;
+  return XnorPath::Portable;
+}
+
+inline const char* path_name(XnorPath p) {
+  return p == XnorPath::Avx512 ? "avx512-vpopcntdq" : p == XnorPath::Avx2 ? "avx2" : "portable";
+}
+
+enum class BwnPath { Table, TableImplicit, Rows512, Avx2, Portable, Bf16Avx512, Bf16Portable };
+
+// Table lookup pays off once 16 rows of x share tables across many weight rows; with few
+// (a binary-input GEMV) the row tiles win.
+constexpr int64_t kTableMinRows = 16;
+constexpr int64_t kTableMinCols = 32;
+
+// bwn_gemm / bwn_conv2d with m rows of x (output pixels) and n weight rows. implicit_ok: x is
+// an image whose channels are a multiple of 16, which the table path reads in place.
+inline BwnPath bwn_path(bool bf16, int64_t m, int64_t n, bool implicit_ok) {
+  if (bf16) return cpu_can_run(kAvx512Bf16Features) ? BwnPath::Bf16Avx512 : BwnPath::Bf16Portable;
+  if (cpu_can_run(kAvx512FloatFeatures)) {
+    if (m >= kTableMinRows && implicit_ok) return BwnPath::TableImplicit;
+    if (m >= kTableMinRows && n >= kTableMinCols) return BwnPath::Table;
+    return BwnPath::Rows512;
+  }
+  return cpu_can_run(kAvx2Features) ? BwnPath::Avx2 : BwnPath::Portable;
+}
+
+inline const char* path_name(BwnPath p) {
+  switch (p) {
+    case BwnPath::Table:
+      return "avx512-table";
+    case BwnPath::TableImplicit:
+      return "avx512-table-implicit-im2col";
+    case BwnPath::Rows512:
+      return "avx512-rows";
+    case BwnPath::Avx2:
+      return "avx2";
+    case BwnPath::Bf16Avx512:
+      return "avx512-bf16";
+    case BwnPath::Portable:
+    case BwnPath::Bf16Portable:
+      return "portable";
+  }
+  return "unknown";
+}
+
+// The path `op` takes for an input of `dtype` ("float32", "bfloat16", ...) with m rows and n
+// columns of output (channels: a convolution's input channels). An error for an unknown op.
+std::string cpu_kernel_path(const std::string& op, const std::string& dtype, int64_t m,
+                            int64_t n, int64_t channels);
+
+}  // namespace emokernels
