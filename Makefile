@@ -8,7 +8,7 @@ export CUDA_HOME ?= /usr/local/cuda
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.emokernels-installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint clean gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ bench: install
 	$(PY) benchmarks/bench_xnor_gemm.py
 	$(PY) benchmarks/bench_bwn_gemm.py
 	$(PY) benchmarks/bench_binary_conv.py
+
+# On a machine with an NVIDIA GPU: CUDA build, CUDA tests (a subset under memcheck), the b1
+# tensor-core micro-benchmark and the GPU benchmarks. It installs into $(PYTHON) as it is, so
+# it also runs where a torch is preinstalled; GPU_CHECK_GROUPS picks steps (see the script).
+GPU_CHECK_GROUPS ?=
+gpu-check:
+	PYTHON="$(PYTHON)" bash scripts/gpu_check.sh $(GPU_CHECK_GROUPS)
 
 clean:
 	rm -rf build $(VENV) emokernels/_C*.so *.egg-info

@@ -56,7 +56,8 @@ def extension():
             "emokernels._C",
             cpp + cuda_sources,
             define_macros=[("EMOKERNELS_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "--use_fast_math"]},
+            # --fmad=false: the epilogues multiply, then add, as on the CPU (no fused FMA).
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "--fmad=false"]},
             extra_link_args=link_flags,
         )
     return CppExtension(

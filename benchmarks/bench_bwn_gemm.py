@@ -1,12 +1,25 @@
 """bwn_gemm (float activations x packed binary weights) versus torch.matmul with float weights.
 
 float32: against x @ W.T in float32; bfloat16: against torch.matmul in bfloat16.
+--device cuda: bwn_gemm with float32, float16 and bfloat16 activations against cuBLAS in the
+same dtype (float32 with TF32 off); "x int8" compares the float16 bwn_gemm with torch._int_mm.
+The target is the batch-1 GEMV of VGG-S fc6 (S3) against cuBLAS float16.
 """
 
 from __future__ import annotations
 
 import torch
-from harness import CORE_SHAPES, gemm_main, median_seconds
+from harness import (
+    BASELINE_COLUMNS,
+    CORE_SHAPES,
+    Suite,
+    baseline_fields,
+    bench,
+    cublas_baselines,
+    gemm_main,
+    median_seconds,
+    ratio_text,
+)
 
 from emokernels import ops
 
@@ -17,6 +30,15 @@ SHAPES = {
     "sweep 1024": (1024, 1024, 1024),
     "sweep 2048": (2048, 2048, 2048),
 }
+CUDA_SHAPES = {
+    **CORE_SHAPES,
+    "fc6 b4": (4, 4096, 18432),  # the largest batch of the GEMV kernel (M <= 4)
+    "fc7 b1": (1, 4096, 4096),
+    "fc7 b16": (16, 4096, 4096),
+    "sweep 4096": (4096, 4096, 4096),
+}
+TARGET_SHAPE = "S3 fc6 b1"
+CUDA_DTYPES = (("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16))
 
 
 def measure(label: str, m: int, n: int, k: int) -> dict:
@@ -40,13 +62,48 @@ def measure(label: str, m: int, n: int, k: int) -> dict:
     return row
 
 
+def measure_cuda(label: str, m: int, n: int, k: int) -> dict:
+    w = torch.randn(n, k, device="cuda")
+    alpha, w_bits = w.abs().mean(1), ops.pack_bits(w)
+    del w
+    base = cublas_baselines(m, n, k)
+    row = {"shape": label, "m": m, "n": n, "k": k, **baseline_fields(base)}
+    times = {}
+    for tag, dtype in CUDA_DTYPES:
+        x = torch.randn(m, k, device="cuda", dtype=dtype)
+        times[tag] = bench(lambda x=x: ops.bwn_gemm(x, w_bits, alpha, k), "cuda")
+        row[f"bwn_{tag}_ms"] = 1e3 * times[tag]
+        row[f"speedup_vs_{tag}"] = base[tag] / times[tag]
+    row["speedup_vs_int8"] = None if base["int8"] is None else base["int8"] / times["fp16"]
+    # A GEMV is bound by reading the weights: the bandwidth the packed ones are read at.
+    row["weight_bytes_packed"] = w_bits.numel() * 4 + alpha.numel() * 4
+    row["bwn_fp16_weight_gbs"] = row["weight_bytes_packed"] / times["fp16"] / 1e9
+    return row
+
+
+def cuda_notes(rows: list[dict]) -> list[str]:
+    target = [r for r in rows if r["shape"] == TARGET_SHAPE]
+    got = ratio_text(target[0]["speedup_vs_fp16"]) if target else "not measured"
+    return [f"target: {TARGET_SHAPE} (batch-1 GEMV) bwn fp16 vs cuBLAS fp16: x fp16 = {got}"]
+
+
 COLUMNS = [
     ("shape", "shape", ""), ("fp32_dense_ms", "fp32 ms", ".3f"), ("fp32_bwn_ms", "bwn ms", ".3f"),
     ("fp32_bwn_gmacs", "bwn GMAC/s", ".0f"), ("fp32_speedup", "x fp32", ".2f"),
     ("bf16_dense_ms", "bf16 ms", ".3f"), ("bf16_bwn_ms", "bwn16 ms", ".3f"),
     ("bf16_speedup", "x bf16", ".2f"),
 ]
+CUDA_COLUMNS = [
+    ("shape", "shape", ""), *BASELINE_COLUMNS,
+    *((f"bwn_{tag}_ms", f"bwn {tag} ms", ".3f") for tag, _ in CUDA_DTYPES),
+    ("speedup_vs_fp32", "x fp32", ".2f"), ("speedup_vs_fp16", "x fp16 (S3)", ".2f"),
+    ("speedup_vs_bf16", "x bf16", ".2f"), ("speedup_vs_int8", "x int8", ".2f"),
+    ("bwn_fp16_weight_gbs", "bwn16 W GB/s", ".0f"),
+]
 
 if __name__ == "__main__":
-    gemm_main("bwn_gemm", "bwn_gemm vs torch.matmul with dense weights",
-              __doc__, SHAPES, COLUMNS, measure)
+    gemm_main(
+        "bwn_gemm", __doc__,
+        cpu=Suite("bwn_gemm vs torch.matmul with dense weights", SHAPES, COLUMNS, measure),
+        cuda=Suite("bwn_gemm vs cuBLAS with dense weights (fp32 no TF32, fp16, bf16, int8)",
+                   CUDA_SHAPES, CUDA_COLUMNS, measure_cuda, cuda_notes))

@@ -2,12 +2,26 @@
 
 Binary MACs per second = M*N*K / time. The packed operands are prepared outside the timed
 region (weights are packed once; activations' packing is timed separately as pack_ms).
+--device cuda: against cuBLAS float32 (TF32 off), float16, bfloat16 and int8 on the GPU;
+"x <tag>" is the cuBLAS time over the xnor_gemm time. Targets at large shapes: x int8 >= 2,
+x fp16 >= 4.
 """
 
 from __future__ import annotations
 
 import torch
-from harness import CORE_SHAPES, gemm_main, median_seconds
+from harness import (
+    BASELINE_COLUMNS,
+    CORE_SHAPES,
+    CUBLAS_TAGS,
+    Suite,
+    baseline_fields,
+    bench,
+    cublas_baselines,
+    gemm_main,
+    median_seconds,
+    ratio_text,
+)
 
 from emokernels import ops
 
@@ -18,6 +32,14 @@ SHAPES = {
     "sweep 2048": (2048, 2048, 2048),
     "sweep 4096": (4096, 4096, 4096),
 }
+CUDA_SHAPES = {
+    **CORE_SHAPES,
+    "sweep 4096": (4096, 4096, 4096),
+    "sweep 8192": (8192, 8192, 8192),
+    "sweep 16384": (16384, 16384, 16384),
+}
+# The GPU targets (speedup over cuBLAS) at the large square shapes.
+TARGETS = {"int8": 2.0, "fp16": 4.0}
 
 
 def int8_mm_seconds(m: int, n: int, k: int) -> float | None:
@@ -50,6 +72,30 @@ def measure(label: str, m: int, n: int, k: int) -> dict:
     }
 
 
+def measure_cuda(label: str, m: int, n: int, k: int) -> dict:
+    a, b = torch.randn(m, k, device="cuda"), torch.randn(n, k, device="cuda")
+    a_bits, b_bits = ops.pack_bits(a), ops.pack_bits(b)
+    t_xnor = bench(lambda: ops.xnor_gemm(a_bits, b_bits, k), "cuda")
+    t_pack = bench(lambda: ops.pack_bits(a), "cuda")
+    base = cublas_baselines(m, n, k)
+    row = {"shape": label, "m": m, "n": n, "k": k, **baseline_fields(base),
+           "xnor_ms": 1e3 * t_xnor, "pack_ms": 1e3 * t_pack,
+           "xnor_tmacs": m * n * k / t_xnor / 1e12}
+    for tag in CUBLAS_TAGS:
+        t = base[tag]
+        row[f"speedup_vs_{tag}"] = None if t is None else t / t_xnor
+        row[f"speedup_vs_{tag}_with_pack"] = None if t is None else t / (t_xnor + t_pack)
+    return row
+
+
+def cuda_notes(rows: list[dict]) -> list[str]:
+    """The targets, and where the largest shape measured stands against them."""
+    big = max(rows, key=lambda r: r["m"] * r["n"] * r["k"])
+    got = ", ".join(f"x {tag} = {ratio_text(big[f'speedup_vs_{tag}'])}" for tag in TARGETS)
+    goal = ", ".join(f"x {tag} >= {v:g}" for tag, v in TARGETS.items())
+    return [f"targets at large shapes: {goal}; at {big['shape']}: {got}"]
+
+
 COLUMNS = [
     ("shape", "shape", ""), ("fp32_ms", "fp32 ms", ".3f"), ("int8_ms", "int8 ms", ".3f"),
     ("xnor_ms", "xnor ms", ".3f"), ("pack_ms", "pack A ms", ".3f"),
@@ -57,7 +103,17 @@ COLUMNS = [
     ("speedup_vs_fp32", "x fp32", ".1f"), ("speedup_vs_int8", "x int8", ".1f"),
     ("speedup_vs_fp32_with_pack", "x fp32+pk", ".1f"),
 ]
+CUDA_COLUMNS = [
+    ("shape", "shape", ""), *BASELINE_COLUMNS, ("xnor_ms", "xnor ms", ".3f"),
+    ("pack_ms", "pack A ms", ".3f"), ("xnor_tmacs", "T bMAC/s", ".1f"),
+    ("speedup_vs_fp32", "x fp32", ".2f"), ("speedup_vs_bf16", "x bf16", ".2f"),
+    *((f"speedup_vs_{tag}", f"x {tag} >={goal:g}", ".2f") for tag, goal in TARGETS.items()),
+]
 
 if __name__ == "__main__":
-    gemm_main("xnor_gemm", "xnor_gemm vs torch.matmul (fp32) and torch._int_mm (int8)",
-              __doc__, SHAPES, COLUMNS, measure)
+    gemm_main(
+        "xnor_gemm", __doc__,
+        cpu=Suite("xnor_gemm vs torch.matmul (fp32) and torch._int_mm (int8)", SHAPES, COLUMNS,
+                  measure),
+        cuda=Suite("xnor_gemm vs cuBLAS fp32 (no TF32), fp16, bf16 and int8", CUDA_SHAPES,
+                   CUDA_COLUMNS, measure_cuda, cuda_notes))

@@ -72,7 +72,7 @@ def _args():
     (5, [2**62, 1], "smaller than the dilated kernel"),
     (5, [(2**64 - 1) // 3, 1], "smaller than the dilated kernel"),
     (0, torch.randn(1, 6, 6, 48), r"ceil\(k/32\)"),
-    (0, torch.randn(1, 6, 6, 16).double(), "float32 or bfloat16"),
+    (0, torch.randn(1, 6, 6, 16).double(), "float32, float16 or bfloat16"),
     (2, torch.rand(5), "alpha has 5 entries"),
     (4, [0, 1], ">= 1"),
 ])

@@ -82,7 +82,7 @@ def _args(m=3, n=4, k=64):
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda a: (a[0].double(), *a[1:]), "float32 or bfloat16"),
+        (lambda a: (a[0].double(), *a[1:]), "float32, float16 or bfloat16"),
         (lambda a: (a[0], a[1].float(), *a[2:]), "must be Int"),
         (lambda a: (a[0], a[1], a[2].int(), a[3]), "alpha must be float32, float64"),
         (lambda a: (a[0][None], *a[1:]), "must be 2-D"),

@@ -1,6 +1,8 @@
 """The one place that picks each op's CPU path: what cpu_kernel_path reports is what runs,
 and each op asks only for the ISA features its path uses."""
 
+import os
+
 import pytest
 import torch
 
@@ -81,3 +83,8 @@ def test_unknown_op_is_an_error():
     with pytest.raises(RuntimeError, match="unknown op 'bwn_gem'"):
         torch.ops.emokernels.cpu_kernel_path("bwn_gem", "float32")
 
+
+
+@pytest.mark.skipif(os.environ.get("EMOKERNELS_CUDA") != "1", reason="CUDA build not required")
+def test_the_cuda_build_was_required_and_happened():
+    assert torch.ops.emokernels.cuda_compiled()

@@ -13,3 +13,11 @@
 #define EMOKERNELS_LIBRARY(m) EMOKERNELS_LIBRARY_(EMOKERNELS_NAMESPACE, m)
 #define EMOKERNELS_LIBRARY_IMPL_(ns, key, m) TORCH_LIBRARY_IMPL(ns, key, m)
 #define EMOKERNELS_LIBRARY_IMPL(key, m) EMOKERNELS_LIBRARY_IMPL_(EMOKERNELS_NAMESPACE, key, m)
+
+// The dispatch key of the CUDA launchers: CUDA, or CPU where the test-only CPU emulation of
+// CUDA runs them on CPU tensors.
+#ifdef EMOKERNELS_CUDA_EMULATION
+#define EMOKERNELS_CUDA_KEY CPU
+#else
+#define EMOKERNELS_CUDA_KEY CUDA
+#endif

@@ -1,5 +1,5 @@
 // bwn_conv2d on the CPU: a binary-weight convolution on a channels-last, already padded image
-// x [B, H, W, C] (float32 or bfloat16) with weights packed in (ky, kx, c) order,
+// x [B, H, W, C] (float32, float16 or bfloat16) with weights packed in (ky, kx, c) order,
 // w_bits [O, ceil(kh*kw*C/32)], scaled by alpha [O] -> [B, Ho, Wo, O] in x's dtype.
 // On the table path with C % 16 == 0 the GEMM reads receptive fields straight from the image
 // (implicit im2col); otherwise the patches are materialized first.
@@ -26,7 +26,8 @@ at::Tensor bwn_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
   at::Tensor out = at::empty({b, ho, wo, n}, x.options());
   if (out.numel() == 0) return out;
   const auto* wp = reinterpret_cast<const uint32_t*>(wt.data_ptr<int32_t>());
-  const BwnPath path = bwn_path(x.scalar_type() == at::kBFloat16, m, n, c % 16 == 0);
+  const bool implicit_ok = x.scalar_type() == at::kFloat && c % 16 == 0;
+  const BwnPath path = bwn_path(bwn::bwn_input(x.scalar_type()), m, n, implicit_ok);
 
   if (path == BwnPath::TableImplicit) {
     std::vector<int64_t> chunk_offsets(k / 16);

@@ -18,7 +18,7 @@ at::Tensor bwn_gemm_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
   const at::Tensor alpha = alpha_in.to(at::kFloat).contiguous();
   at::Tensor out = at::empty(shape, x.options());
   if (out.numel() == 0) return out;
-  const BwnPath path = bwn_path(x.scalar_type() == at::kBFloat16, shape[0], shape[1], false);
+  const BwnPath path = bwn_path(bwn::bwn_input(x.scalar_type()), shape[0], shape[1], false);
   bwn::run_dense(x, reinterpret_cast<const uint32_t*>(w.data_ptr<int32_t>()), w.size(1),
                  alpha.data_ptr<float>(), out, path);
   return out;

@@ -4,8 +4,10 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "../core/bwn/bwn_problem.h"
@@ -269,13 +271,13 @@ void run(const BwnProblem<scalar_t>& p, int64_t mr, int64_t nr, Tile tile) {
   });
 }
 
-// Runs a bfloat16 problem (dense x) on `path`.
-inline void run_bwn(const BwnProblem<c10::BFloat16>& p, BwnPath path) {
-  if (path == BwnPath::Bf16Avx512) {
-    run(p, kAvx512MR, kAvx512NR, tile_bf16);
-  } else {
-    run(p, 1, 8, tile_portable<c10::BFloat16>);
+// Runs a bfloat16 or float16 problem (dense x) on `path`.
+template <typename T>
+inline void run_bwn(const BwnProblem<T>& p, BwnPath path) {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    if (path == BwnPath::Bf16Avx512) return run(p, kAvx512MR, kAvx512NR, tile_bf16);
   }
+  run(p, 1, 8, tile_portable<T>);
 }
 
 // Runs a float32 problem on `path` (bwn_path's choice for it); only TableImplicit reads
@@ -296,13 +298,24 @@ inline void run_bwn(BwnProblem<float> p, BwnPath path, float* row_sums) {
   }
 }
 
-// out [M, N] = alpha * (x [M, K] @ sign(W).T) for a dense, contiguous x of either dtype.
+inline BwnInput bwn_input(at::ScalarType dtype) {
+  return dtype == at::kBFloat16 ? BwnInput::BFloat16
+         : dtype == at::kHalf   ? BwnInput::Float16
+                                : BwnInput::Float32;
+}
+
+// out [M, N] = alpha * (x [M, K] @ sign(W).T) for a dense, contiguous x of any input dtype.
 inline void run_dense(const at::Tensor& x, const uint32_t* w, int64_t words, const float* alpha,
                       at::Tensor& out, BwnPath path) {
   const int64_t m = x.size(0), k = x.size(1), n = out.size(-1);
   if (x.scalar_type() == at::kBFloat16) {
     return run_bwn(BwnProblem<c10::BFloat16>{x.data_ptr<c10::BFloat16>(), w, alpha, nullptr,
                                              out.data_ptr<c10::BFloat16>(), m, n, k, words},
+                   path);
+  }
+  if (x.scalar_type() == at::kHalf) {
+    return run_bwn(BwnProblem<c10::Half>{x.data_ptr<c10::Half>(), w, alpha, nullptr,
+                                         out.data_ptr<c10::Half>(), m, n, k, words},
                    path);
   }
   std::vector<float> row_sums(m);

@@ -4,13 +4,24 @@
 
 namespace emokernels {
 
+namespace {
+
+BwnInput bwn_input(const std::string& dtype) {
+  return dtype == "bfloat16"  ? BwnInput::BFloat16
+         : dtype == "float16" ? BwnInput::Float16
+                              : BwnInput::Float32;
+}
+
+}  // namespace
+
 std::string cpu_kernel_path(const std::string& op, const std::string& dtype, int64_t m,
                             int64_t n, int64_t channels) {
   if (op == "pack_bits") return path_name(pack_bits_path(dtype == "float32"));
   if (op == "xnor_gemm" || op == "xnor_gemm_scaled") return path_name(xnor_path());
-  if (op == "bwn_gemm") return path_name(bwn_path(dtype == "bfloat16", m, n, false));
+  if (op == "bwn_gemm") return path_name(bwn_path(bwn_input(dtype), m, n, false));
   if (op == "bwn_conv2d") {
-    return path_name(bwn_path(dtype == "bfloat16", m, n, dtype == "float32" && channels % 16 == 0));
+    const bool implicit_ok = dtype == "float32" && channels % 16 == 0;
+    return path_name(bwn_path(bwn_input(dtype), m, n, implicit_ok));
   }
   TORCH_CHECK(false, "cpu_kernel_path: unknown op '", op,
               "'; expected pack_bits, xnor_gemm, xnor_gemm_scaled, bwn_gemm or bwn_conv2d");

@@ -36,7 +36,8 @@ inline const char* path_name(XnorPath p) {
   return p == XnorPath::Avx512 ? "avx512-vpopcntdq" : p == XnorPath::Avx2 ? "avx2" : "portable";
 }
 
-enum class BwnPath { Table, TableImplicit, Rows512, Avx2, Portable, Bf16Avx512, Bf16Portable };
+enum class BwnPath { Table, TableImplicit, Rows512, Avx2, Portable, Bf16Avx512 };
+enum class BwnInput { Float32, BFloat16, Float16 };
 
 // Table lookup pays off once 16 rows of x share tables across many weight rows; with few
 // (a binary-input GEMV) the row tiles win.
@@ -44,9 +45,13 @@ constexpr int64_t kTableMinRows = 16;
 constexpr int64_t kTableMinCols = 32;
 
 // bwn_gemm / bwn_conv2d with m rows of x (output pixels) and n weight rows. implicit_ok: x is
-// an image whose channels are a multiple of 16, which the table path reads in place.
-inline BwnPath bwn_path(bool bf16, int64_t m, int64_t n, bool implicit_ok) {
-  if (bf16) return cpu_can_run(kAvx512Bf16Features) ? BwnPath::Bf16Avx512 : BwnPath::Bf16Portable;
+// a float32 image whose channels are a multiple of 16, which the table path reads in place.
+// float16 has only the portable path on the CPU.
+inline BwnPath bwn_path(BwnInput input, int64_t m, int64_t n, bool implicit_ok) {
+  if (input == BwnInput::Float16) return BwnPath::Portable;
+  if (input == BwnInput::BFloat16) {
+    return cpu_can_run(kAvx512Bf16Features) ? BwnPath::Bf16Avx512 : BwnPath::Portable;
+  }
   if (cpu_can_run(kAvx512FloatFeatures)) {
     if (m >= kTableMinRows && implicit_ok) return BwnPath::TableImplicit;
     if (m >= kTableMinRows && n >= kTableMinCols) return BwnPath::Table;
@@ -68,7 +73,6 @@ inline const char* path_name(BwnPath p) {
     case BwnPath::Bf16Avx512:
       return "avx512-bf16";
     case BwnPath::Portable:
-    case BwnPath::Bf16Portable:
       return "portable";
   }
   return "unknown";

@@ -4,6 +4,7 @@
 #include "../common/library.h"
 
 #include "../ops/xnor_gemm_scaled_checks.h"
+#include "../ops/xnor_problem.h"
 #include "xnor_kernels.h"
 
 namespace emokernels {
@@ -20,14 +21,8 @@ at::Tensor xnor_gemm_scaled_cpu(const at::Tensor& a_in, const at::Tensor& b_in, 
   const at::Tensor offset = offset_in.has_value() ? offset_in->contiguous() : at::Tensor();
   at::Tensor out = at::empty(shape, a.options().dtype(at::kFloat));
   if (out.numel() == 0) return out;
-  xnor::XnorProblem p = xnor::make_problem(a, b, k);
-  p.out_f32 = out.data_ptr<float>();
-  p.scale = scale.data_ptr<float>();
-  if (bias.defined()) p.bias = bias.data_ptr<float>();
-  if (offset.defined()) {
-    p.offset = offset.data_ptr<int32_t>();
-    p.offset_rows = offset.size(0);
-  }
+  xnor::XnorProblem p = make_xnor_problem(a, b, k);
+  set_xnor_epilogue(p, out, scale, bias, offset);
   xnor::run_xnor(p);
   return out;
 }

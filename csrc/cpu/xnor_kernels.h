@@ -1,8 +1,6 @@
 // The XNOR-popcount GEMM kernels shared by xnor_gemm and xnor_gemm_scaled (CPU).
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
 #include "simd.h"
 
 #include "paths.h"
@@ -157,18 +155,6 @@ inline void run_xnor(const XnorProblem& p) {
       run_tiles<1, 8, tile_portable>(p);
       break;
   }
-}
-
-inline XnorProblem make_problem(const at::Tensor& a, const at::Tensor& b, int64_t k) {
-  XnorProblem p{};
-  p.a = reinterpret_cast<const uint32_t*>(a.data_ptr<int32_t>());
-  p.b = reinterpret_cast<const uint32_t*>(b.data_ptr<int32_t>());
-  p.m = a.size(0);
-  p.n = b.size(0);
-  p.row_words = a.size(1);
-  p.k = k;
-  p.last_mask = last_word_mask(k);
-  return p;
 }
 
 }  // namespace xnor

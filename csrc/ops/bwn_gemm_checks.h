@@ -8,13 +8,14 @@
 
 namespace emokernels {
 
-// x float32 / bfloat16; w_bits [N, ceil(k/32)] int32; alpha [N] floating; one device.
+// x float32 / float16 / bfloat16; w_bits [N, ceil(k/32)] int32; alpha [N] floating; one device.
 inline void check_bwn_weights(const at::Tensor& x, const at::Tensor& w, const at::Tensor& alpha,
                               int64_t k, const char* op) {
   check_rank(w, 2, op, "w_bits");
   check_rank(alpha, 1, op, "alpha");
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, op,
-              ": x must be float32 or bfloat16, got ", x.scalar_type());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf ||
+                  x.scalar_type() == at::kBFloat16,
+              op, ": x must be float32, float16 or bfloat16, got ", x.scalar_type());
   check_dtype(w, at::kInt, op, "w_bits");
   TORCH_CHECK(alpha.scalar_type() == at::kFloat || alpha.scalar_type() == at::kDouble ||
                   alpha.scalar_type() == at::kHalf || alpha.scalar_type() == at::kBFloat16,

@@ -12,7 +12,7 @@ from .packed_weight import PackedWeightMixin
 from .ste import ste_sign
 from .weight_cache import float_twin, needs_autograd
 
-_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 class BinaryConv2d(PackedWeightMixin, nn.Conv2d):

@@ -11,7 +11,7 @@ from .packed_weight import PackedWeightMixin
 from .ste import ste_sign
 from .weight_cache import float_twin, needs_autograd
 
-_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 class BinaryLinear(PackedWeightMixin, nn.Linear):

@@ -13,7 +13,7 @@ from ._words import words_for_bits
 
 INT32_MAX = 2**31 - 1
 PACKABLE = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-BWN_X = (torch.float32, torch.bfloat16)
+BWN_X = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def check_rank(t: torch.Tensor, rank: int, op: str, name: str) -> None:
@@ -82,7 +82,8 @@ def xnor_gemm_scaled_output_shape(a, b, k, scale, bias, offset) -> tuple:
 def check_bwn_weights(x, w, alpha, k: int, op: str) -> None:
     check_rank(w, 2, op, "w_bits")
     check_rank(alpha, 1, op, "alpha")
-    torch._check(x.dtype in BWN_X, lambda: f"{op}: x must be float32 or bfloat16, got {x.dtype}")
+    torch._check(x.dtype in BWN_X,
+                 lambda: f"{op}: x must be float32, float16 or bfloat16, got {x.dtype}")
     check_dtype(w, torch.int32, op, "w_bits")
     torch._check(alpha.dtype in PACKABLE,
                  lambda: f"{op}: alpha must be float32, float64, float16 or bfloat16")

@@ -14,7 +14,7 @@ def bwn_conv2d(x: torch.Tensor, w_bits: torch.Tensor, alpha: torch.Tensor, kerne
     """Convolution of an already zero-padded channels-last image with packed +-1 weights.
 
     Args:
-        x: float32 or bfloat16 ``[B, H, W, C]``.
+        x: float32, float16 or bfloat16 ``[B, H, W, C]``.
         w_bits: int32 ``[O, ceil(kh*kw*C / 32)]``, :func:`pack_bits` of the weights permuted
             to ``[O, kh, kw, C]`` and flattened.
         alpha: floating ``[O]``, the per-output-channel scale.

@@ -10,7 +10,7 @@ def bwn_gemm(x: torch.Tensor, w_bits: torch.Tensor, alpha: torch.Tensor, k: int)
     """``x @ (alpha[:, None] * sign(W)).T`` with ``W`` stored as packed sign bits.
 
     Args:
-        x: float32 or bfloat16 ``[M, k]``.
+        x: float32, float16 or bfloat16 ``[M, k]``.
         w_bits: int32 ``[N, ceil(k / 32)]`` from :func:`pack_bits` of ``W [N, k]``.
         alpha: floating ``[N]``, the per-output-row scale.
         k: the reduction length, equal to ``x.shape[1]``.

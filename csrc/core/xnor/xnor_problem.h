@@ -43,14 +43,16 @@ EMOKERNELS_HD float epilogue(int32_t dot, int32_t offset, float scale, const flo
   return bias ? v + *bias : v;
 }
 
-// Writes output (m, n) of dot `dot`, as int32 or through the epilogue.
-EMOKERNELS_HD void store(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
-  if (p.out_f32 == nullptr) {
-    p.out_i32[m * p.n + n] = dot;
-    return;
-  }
+// Writes output (m, n) through the fused epilogue (out_f32 set).
+EMOKERNELS_HD void store_fused(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
   const int32_t offset = p.offset ? p.offset[(m % p.offset_rows) * p.n + n] : 0;
   p.out_f32[m * p.n + n] = epilogue(dot, offset, p.scale[n], p.bias ? p.bias + n : nullptr);
+}
+
+// Writes output (m, n), as int32 or through the epilogue.
+EMOKERNELS_HD void store(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
+  if (p.out_f32 != nullptr) return store_fused(p, m, n, dot);
+  p.out_i32[m * p.n + n] = dot;
 }
 
 }  // namespace emokernels::xnor

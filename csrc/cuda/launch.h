@@ -1,0 +1,62 @@
+// What the CUDA launchers share: a device guard, the launch on the current stream with its
+// check, and the dtype dispatch of the bwn ops. Under the test-only CPU emulation of CUDA
+// (EMOKERNELS_CUDA_EMULATION) the same launchers run their kernels on CPU tensors instead.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include "device.cuh"
+
+#ifdef EMOKERNELS_CUDA_EMULATION
+namespace emokernels::cuda {
+
+struct DeviceGuard {
+  explicit DeviceGuard(c10::Device) {}
+};
+
+template <typename Kernel, typename... Args>
+void launch(const LaunchShape& shape, Kernel kernel, Args... args) {
+  ek_emu::launch(shape.grid, shape.block, kernel, args...);
+}
+
+}  // namespace emokernels::cuda
+#else
+// c10's CUDA headers only: ATen's CUDAContext pulls in the cuBLAS / cuSPARSE headers, which a
+// toolkit need not have.
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+namespace emokernels::cuda {
+
+using DeviceGuard = c10::cuda::CUDAGuard;
+
+// Launches kernel<<<shape, current stream>>>(args...) and checks the launch.
+template <typename Kernel, typename... Args>
+void launch(const LaunchShape& shape, Kernel kernel, Args... args) {
+  kernel<<<shape.grid, shape.block, 0, c10::cuda::getCurrentCUDAStream()>>>(args...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace emokernels::cuda
+#endif
+
+namespace emokernels::cuda {
+
+// Calls f(T{}) with T the element type of a float32 / float16 / bfloat16 tensor (the bwn ops'
+// input dtypes, already checked).
+template <typename F>
+void dispatch_bwn_input(at::ScalarType dtype, F f) {
+  switch (dtype) {
+    case at::kHalf:
+      return f(c10::Half{});
+    case at::kBFloat16:
+      return f(c10::BFloat16{});
+    default:
+      return f(float{});
+  }
+}
+
+}  // namespace emokernels::cuda

@@ -1,0 +1,35 @@
+// xnor_gemm_scaled on CUDA: the xnor_gemm kernel with the core's fused epilogue.
+#include <ATen/ops/empty.h>
+
+#include "../common/library.h"
+#include "../ops/xnor_gemm_scaled_checks.h"
+#include "../ops/xnor_problem.h"
+#include "launch.h"
+#include "xnor_gemm.cuh"
+
+namespace emokernels::cuda {
+namespace {
+
+at::Tensor xnor_gemm_scaled_cuda(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k,
+                                 const at::Tensor& scale_in,
+                                 const std::optional<at::Tensor>& bias_in,
+                                 const std::optional<at::Tensor>& offset_in) {
+  const std::vector<int64_t> shape =
+      xnor_gemm_scaled_output_shape(a_in, b_in, k, scale_in, bias_in, offset_in);
+  const DeviceGuard guard(a_in.device());
+  at::Tensor out = at::empty(shape, a_in.options().dtype(at::kFloat));
+  if (out.numel() == 0) return out;
+  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous(), scale = scale_in.contiguous();
+  const at::Tensor bias = bias_in.has_value() ? bias_in->contiguous() : at::Tensor();
+  const at::Tensor offset = offset_in.has_value() ? offset_in->contiguous() : at::Tensor();
+  xnor::XnorProblem p = make_xnor_problem(a, b, k);
+  set_xnor_epilogue(p, out, scale, bias, offset);
+  launch(xnor_gemm_shape(p), xnor_gemm_kernel<true>, p);
+  return out;
+}
+
+}  // namespace
+
+EMOKERNELS_LIBRARY_IMPL(EMOKERNELS_CUDA_KEY, m) { m.impl("xnor_gemm_scaled", &xnor_gemm_scaled_cuda); }
+
+}  // namespace emokernels::cuda

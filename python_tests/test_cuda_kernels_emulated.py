@@ -1,0 +1,156 @@
+"""The package's CUDA kernels (csrc/cuda), run on the CPU under the emulation of CUDA
+(python_tests/cuda_emulation), against the CPU ops and references. What the GPU tests
+(test_cuda_ops.py) check on a device, these check on every CI run."""
+
+import contextlib
+
+import pytest
+import torch
+
+import emokernels as ek
+from emokernels import ops
+
+from . import cuda_emulation
+from .conftest import forced_isa, signs
+
+
+@pytest.fixture(scope="module")
+def cuda_ops():
+    return cuda_emulation.load_cuda_ops()
+
+
+@contextlib.contextmanager
+def on_emulated_cuda(cuda_ops):
+    """Every torch.ops.emokernels op (so every ops wrapper and layer) runs the CUDA kernels."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.ops, "emokernels", cuda_ops)
+        yield
+
+
+def portable(fn, *args):
+    """The CPU portable path's result: the sum order the CUDA tiles reproduce."""
+    with forced_isa("portable"):
+        return fn(*args)
+
+
+GEMM_SHAPES = [(1, 1, 1), (2, 3, 31), (5, 7, 32), (4, 70, 33), (17, 9, 300), (70, 65, 97)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 31), (2, 3, 64), (4, 97)])
+def test_pack_bits(cuda_ops, dtype, shape):
+    x = torch.randn(shape, dtype=torch.float64)
+    flat = x.view(-1)
+    flat[::5] = 0.0
+    flat[1::7] = -0.0
+    flat[2::11] = float("nan")
+    if dtype == torch.float64:
+        flat[3::13] = -1e-300
+    x = x.to(dtype)
+    assert torch.equal(cuda_ops.pack_bits(x), portable(ops.pack_bits, x))
+    assert torch.equal(cuda_ops.pack_bits(x.transpose(0, -1)),
+                       portable(ops.pack_bits, x.transpose(0, -1)))
+
+
+def garbage_bits(m: int, k: int) -> torch.Tensor:
+    bits = ops.pack_bits(torch.randn(m, k))
+    if k % 32:
+        bits[:, -1] |= ~((1 << (k % 32)) - 1)  # past k: must not count
+    return bits
+
+
+@pytest.mark.parametrize("m, n, k", GEMM_SHAPES)
+def test_xnor_gemm_and_scaled(cuda_ops, m, n, k):
+    a, b = garbage_bits(m, k), garbage_bits(n, k)
+    assert torch.equal(cuda_ops.xnor_gemm(a, b, k), portable(ops.xnor_gemm, a, b, k))
+    scale, bias = torch.randn(n), torch.randn(n)
+    offset = torch.randint(-9, 9, (1, n), dtype=torch.int32)
+    for args in [(scale, None, None), (scale, bias, None), (scale, bias, offset)]:
+        want = portable(ops.xnor_gemm_scaled, a, b, k, *args)
+        assert torch.equal(cuda_ops.xnor_gemm_scaled(a, b, k, *args), want)
+
+
+@pytest.mark.parametrize("m, n, k", GEMM_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_bwn_gemm(cuda_ops, m, n, k, dtype):
+    x = torch.randn(m, k).to(dtype)
+    w, alpha = torch.randn(n, k), torch.rand(n) + 0.1
+    out = cuda_ops.bwn_gemm(x, ops.pack_bits(w), alpha, k)
+    if m > 4:  # the tiles sum in k order, like the portable path: the same bits
+        assert torch.equal(out, portable(ops.bwn_gemm, x, ops.pack_bits(w), alpha, k))
+    ref = x.double() @ (alpha.double()[:, None] * signs(w)).T
+    bound = 1e-6 * (x.double().abs().sum(1, keepdim=True) * alpha.double()) + 1e-6
+    if dtype != torch.float32:
+        bound = bound + ref.abs() * 2**-7
+    assert out.dtype == dtype and ((out.double() - ref).abs() <= bound).all()
+
+
+@pytest.mark.parametrize("m", [1, 3, 20])  # the GEMV (m <= 4) and the tiles
+def test_bwn_gemm_non_finite_rows(cuda_ops, m):
+    x = torch.randn(m, 70)
+    x[0, 3] = float("inf")
+    if m > 1:
+        x[1, :2] = torch.tensor([1.5e38, -1.5e38])
+        x[2, 5] = float("nan")
+    w = torch.randn(40, 70)
+    out = cuda_ops.bwn_gemm(x, ops.pack_bits(w), torch.ones(40), 70)
+    ref = (x.double() @ signs(w).T).float()
+    assert torch.equal(out.isnan(), ref.isnan())
+    assert torch.equal(out.isinf(), ref.isinf()) and torch.equal(out[ref.isinf()], ref[ref.isinf()])
+
+
+@pytest.mark.parametrize("channels, kernel, stride, dilation, size", [
+    (16, (3, 3), (1, 1), (1, 1), (9, 8)), (5, (2, 3), (2, 1), (1, 2), (9, 10)),
+    (37, (1, 1), (1, 1), (1, 1), (4, 5)), (32, (3, 2), (1, 2), (2, 1), (10, 9))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_bwn_conv2d(cuda_ops, channels, kernel, stride, dilation, size, dtype):
+    image = torch.randn(2, *size, channels).to(dtype)
+    w, alpha = torch.randn(11, channels, *kernel), torch.rand(11) + 0.1
+    bits = ops.pack_bits(w.permute(0, 2, 3, 1).reshape(11, -1))
+    out = cuda_ops.bwn_conv2d(image, bits, alpha, kernel, stride, dilation)
+    want = portable(ops.bwn_conv2d, image, bits, alpha, kernel, stride, dilation)
+    assert torch.equal(out, want)
+
+
+def test_results_do_not_depend_on_the_thread_order(cuda_ops, monkeypatch):
+    a, b = garbage_bits(70, 300), garbage_bits(65, 300)
+    x, w = torch.randn(70, 300), garbage_bits(65, 300)
+    runs = []
+    for seed in (1, 2, 3):
+        monkeypatch.setenv(cuda_emulation.SEED_ENV, str(seed))
+        runs.append((cuda_ops.xnor_gemm(a, b, 300), cuda_ops.bwn_gemm(x, w, torch.ones(65), 300)))
+    for other in runs[1:]:
+        assert all(torch.equal(p, q) for p, q in zip(runs[0], other, strict=True))
+
+
+@pytest.mark.parametrize("args, message", [
+    ((torch.zeros(3, 2, dtype=torch.int32), torch.zeros(4, 3, dtype=torch.int32), 64),
+     "same number of words"),
+    ((torch.zeros(3, 2, dtype=torch.int32), torch.zeros(4, 2, dtype=torch.int32), 0),
+     r"k must be in \[1"),
+])
+def test_bad_input_is_the_cpu_error(cuda_ops, args, message):
+    with pytest.raises(RuntimeError, match=message):
+        cuda_ops.xnor_gemm(*args)
+
+
+def net() -> torch.nn.Sequential:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv2d(32, 37, 3, stride=2, padding=1), torch.nn.ReLU(),
+                               torch.nn.Flatten(), torch.nn.Linear(37 * 16, 40),
+                               torch.nn.ReLU(), torch.nn.Linear(40, 5))
+
+
+@pytest.mark.parametrize("method", ["xnor", "bwn", "binary-activations"])
+def test_layers_eval_equals_train(cuda_ops, method):
+    model = ek.convert(net(), method, keep_first_last=False)
+    x = torch.randn(6, 3, 8, 8)
+    float_out = model.train()(x)
+    with on_emulated_cuda(cuda_ops), torch.no_grad():
+        packed_out = model.eval()(x)
+    if method == "xnor":
+        assert torch.equal(packed_out, float_out)
+    else:
+        torch.testing.assert_close(packed_out, float_out, rtol=1e-4, atol=1e-4)
+

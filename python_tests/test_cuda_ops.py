@@ -1,0 +1,82 @@
+"""Every op on the GPU against the same op on the CPU, and the layers' eval == train on CUDA.
+Skipped without a CUDA device (the CUDA kernels also run on the CPU, emulated, in
+test_cuda_kernels_emulated.py)."""
+
+import pytest
+import torch
+
+import emokernels as ek
+from emokernels import ops
+
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
+    not (torch.cuda.is_available() and torch.ops.emokernels.cuda_compiled()),
+    reason="needs a CUDA device and the CUDA build")]
+
+SHAPES = [(1, 1, 1), (1, 4096, 700), (3, 9, 33), (17, 31, 64), (64, 65, 1000), (200, 130, 4111)]
+
+
+def both(*tensors):
+    return tensors, tuple(t.cuda() for t in tensors)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 31), (5, 64), (2, 3, 1000)])
+def test_pack_bits(dtype, shape):
+    x = torch.randn(shape).to(dtype)
+    x.view(-1)[::7] = 0.0
+    assert torch.equal(ops.pack_bits(x.cuda()).cpu(), ops.pack_bits(x))
+
+
+@pytest.mark.parametrize("m, n, k", SHAPES)
+def test_xnor_gemm_and_scaled(m, n, k):
+    a, b = ops.pack_bits(torch.randn(m, k)), ops.pack_bits(torch.randn(n, k))
+    a[:, -1] |= -(1 << 30)  # garbage past k must not count
+    assert torch.equal(ops.xnor_gemm(a.cuda(), b.cuda(), k).cpu(), ops.xnor_gemm(a, b, k))
+    scale, bias = torch.randn(n), torch.randn(n)
+    offset = torch.randint(-5, 5, (1, n), dtype=torch.int32)
+    cpu = ops.xnor_gemm_scaled(a, b, k, scale, bias, offset)
+    gpu = ops.xnor_gemm_scaled(a.cuda(), b.cuda(), k, scale.cuda(), bias.cuda(), offset.cuda())
+    assert torch.equal(gpu.cpu(), cpu)  # the same float ops in the same order
+
+
+@pytest.mark.parametrize("m, n, k", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_bwn_gemm(m, n, k, dtype):
+    x, w, alpha = torch.randn(m, k).to(dtype), torch.randn(n, k), torch.rand(n) + 0.1
+    bits = ops.pack_bits(w)
+    ref = x.double() @ (alpha.double()[:, None] * torch.where(w >= 0, 1.0, -1.0).double()).T
+    out = ops.bwn_gemm(x.cuda(), bits.cuda(), alpha.cuda(), k).cpu()
+    assert out.dtype == dtype
+    bound = 1e-6 * (x.double().abs() @ alpha.double()[None, :].expand(k, -1)) + 1e-6
+    if dtype != torch.float32:
+        bound = bound + ref.abs() * 2**-7
+    assert ((out.double() - ref).abs() <= bound).all()
+
+
+@pytest.mark.parametrize("channels, kernel, stride, dilation", [
+    (16, (3, 3), (1, 1), (1, 1)), (5, (2, 3), (2, 1), (1, 2)), (37, (5, 5), (2, 2), (1, 1))])
+def test_bwn_conv2d(channels, kernel, stride, dilation):
+    image = torch.randn(2, 13, 12, channels)
+    w, alpha = torch.randn(9, channels, *kernel), torch.rand(9) + 0.1
+    bits = ops.pack_bits(w.permute(0, 2, 3, 1).reshape(9, -1))
+    cpu = ops.bwn_conv2d(image, bits, alpha, kernel, stride, dilation)
+    gpu = ops.bwn_conv2d(image.cuda(), bits.cuda(), alpha.cuda(), kernel, stride, dilation)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["xnor", "bwn", "binary-activations"])
+def test_layers_eval_equals_train_on_cuda(method):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(32, 48, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(48 * 64, 40),
+                              torch.nn.ReLU(), torch.nn.Linear(40, 5))
+    model = ek.convert(net, method).cuda()
+    x = torch.randn(40, 3, 8, 8, device="cuda")
+    float_out = model.train()(x)
+    with torch.no_grad():
+        packed_out = model.eval()(x)
+    if method == "xnor":
+        assert torch.equal(packed_out, float_out)
+    else:
+        torch.testing.assert_close(packed_out, float_out, rtol=1e-4, atol=1e-4)
