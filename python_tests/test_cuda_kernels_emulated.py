@@ -59,8 +59,15 @@ def garbage_bits(m: int, k: int) -> torch.Tensor:
     return bits
 
 
-@pytest.mark.parametrize("m, n, k", GEMM_SHAPES)
-def test_xnor_gemm_and_scaled(cuda_ops, m, n, k):
+@pytest.fixture(params=["cores", "tensor-cores"])
+def xnor_path(request, monkeypatch):
+    """Runs the test on both CUDA paths of the XNOR GEMM."""
+    monkeypatch.setenv("EMOKERNELS_CUDA_XNOR", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("m, n, k", GEMM_SHAPES + [(33, 41, 256), (16, 8, 513), (70, 33, 2000)])
+def test_xnor_gemm_and_scaled(cuda_ops, xnor_path, m, n, k):
     a, b = garbage_bits(m, k), garbage_bits(n, k)
     assert torch.equal(cuda_ops.xnor_gemm(a, b, k), portable(ops.xnor_gemm, a, b, k))
     scale, bias = torch.randn(n), torch.randn(n)
@@ -142,8 +149,15 @@ def net() -> torch.nn.Sequential:
                                torch.nn.ReLU(), torch.nn.Linear(40, 5))
 
 
+def test_xnor_path_must_be_known(cuda_ops, monkeypatch):
+    monkeypatch.setenv("EMOKERNELS_CUDA_XNOR", "fast")
+    bits = ops.pack_bits(torch.randn(3, 40))
+    with pytest.raises((RuntimeError, ValueError), match="not one of: cores, tensor-cores"):
+        cuda_ops.xnor_gemm(bits, bits, 40)
+
+
 @pytest.mark.parametrize("method", ["xnor", "bwn", "binary-activations"])
-def test_layers_eval_equals_train(cuda_ops, method):
+def test_layers_eval_equals_train(cuda_ops, xnor_path, method):
     model = ek.convert(net(), method, keep_first_last=False)
     x = torch.randn(6, 3, 8, 8)
     float_out = model.train()(x)

@@ -18,7 +18,11 @@ at::Tensor xnor_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, int64_
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
   xnor::XnorProblem p = make_xnor_problem(a, b, k);
   p.out_i32 = out.data_ptr<int32_t>();
-  launch(xnor_gemm_shape(p), xnor_gemm_kernel<false>, p);
+  if (xnor_cuda_path(compute_major(a.device())) == XnorCudaPath::TensorCores) {
+    launch(xnor_gemm_mma_shape(p), xnor_gemm_mma_kernel<false>, p);
+  } else {
+    launch(xnor_gemm_shape(p), xnor_gemm_kernel<false>, p);
+  }
   return out;
 }
 

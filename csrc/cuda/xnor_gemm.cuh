@@ -1,10 +1,20 @@
-// xnor_gemm and xnor_gemm_scaled on CUDA cores: 64 x 64 output tiles, 8-word slices of both
-// operands staged in shared memory, each thread accumulating popcount(a XOR b) for a 4 x 4
-// sub-tile; the epilogue is the core's (xnor::store), the same as on the CPU.
+// xnor_gemm and xnor_gemm_scaled on CUDA, two paths with the core's epilogue (the same as on
+// the CPU):
+// - CUDA cores, every architecture: 64 x 64 output tiles, 8-word slices of both operands staged
+//   in shared memory, each thread accumulating popcount(a XOR b) for a 4 x 4 sub-tile.
+// - 1-bit tensor cores (sm_80 .. sm_90): mma m16n8k256 AND + popc. XNOR counts come back in
+//   the epilogue: sign(a).sign(b) = k - 2 popc(a XOR b) = k - 2 popc(a) - 2 popc(b)
+//   + 4 popc(a AND b), with the row popcounts summed from the fragments each lane holds.
 #pragma once
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "../core/xnor/xnor_problem.h"
 #include "device.cuh"
+#include "mma_b1.cuh"
 
 namespace emokernels::cuda {
 
@@ -63,6 +73,100 @@ inline LaunchShape xnor_gemm_shape(const xnor::XnorProblem& p) {
   return {dim3(static_cast<unsigned>(blocks_for(p.n, kXnorTile)),
                static_cast<unsigned>(blocks_for(p.m, kXnorTile))),
           dim3(kXnorThreads)};
+}
+
+// Tensor-core path: 4 warps as 2 x 2, each warp 32 x 16 outputs (2 x 2 mma tiles of 16 x 8),
+// the block's 64 x 32 tile fed by 256-bit (8-word) slices of A and B in shared memory.
+constexpr int kMmaTileM = 64, kMmaTileN = 32, kMmaThreads = 128, kMmaWords = 8;
+
+template <bool Fused>
+__global__ void xnor_gemm_mma_kernel(xnor::XnorProblem p) {
+  EK_SHARED(uint32_t, a_tile, kMmaTileM * kMmaWords);  // [row][word]
+  EK_SHARED(uint32_t, b_tile, kMmaTileN * kMmaWords);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int g = lane >> 2, t = lane & 3;
+  const int wm = 32 * (warp / 2), wn = 16 * (warp % 2);
+  const int64_t m0 = int64_t(blockIdx.y) * kMmaTileM, n0 = int64_t(blockIdx.x) * kMmaTileN;
+  int32_t acc[2][2][4] = {};
+  int32_t pop_a[2][2] = {};  // [mma row tile][row g, row g + 8], this lane's k slices
+  int32_t pop_b[2] = {};     // [mma column tile], column g, this lane's k slices
+  for (int64_t w0 = 0; w0 < p.row_words; w0 += kMmaWords) {
+    for (int idx = threadIdx.x; idx < kMmaTileM * kMmaWords; idx += kMmaThreads) {
+      const int row = idx / kMmaWords, w = idx % kMmaWords;
+      a_tile[idx] = xnor_word(p.a, p.m, m0 + row, w0 + w, p);
+      if (row < kMmaTileN) b_tile[idx] = xnor_word(p.b, p.n, n0 + row, w0 + w, p);
+    }
+    __syncthreads();
+    uint32_t a[2][4], b[2][2];
+    for (int i = 0; i < 2; ++i) {
+      const uint32_t* lo = a_tile + (wm + 16 * i + g) * kMmaWords;
+      const uint32_t* hi = lo + 8 * kMmaWords;
+      a[i][0] = lo[t], a[i][1] = hi[t], a[i][2] = lo[4 + t], a[i][3] = hi[4 + t];
+      pop_a[i][0] += __popc(a[i][0]) + __popc(a[i][2]);
+      pop_a[i][1] += __popc(a[i][1]) + __popc(a[i][3]);
+    }
+    for (int j = 0; j < 2; ++j) {
+      const uint32_t* col = b_tile + (wn + 8 * j + g) * kMmaWords;
+      b[j][0] = col[t], b[j][1] = col[4 + t];
+      pop_b[j] += __popc(b[j][0]) + __popc(b[j][1]);
+    }
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) mma_b1_and_popc(acc[i][j], a[i], b[j], acc[i][j]);
+    __syncthreads();
+  }
+  // The 4 lanes of a group (t = 0..3) hold the 4 k slices of the same rows / column.
+  for (int offset = 1; offset <= 2; offset *= 2) {
+    for (int i = 0; i < 2; ++i)
+      for (int h = 0; h < 2; ++h) pop_a[i][h] += __shfl_xor_sync(kFullWarp, pop_a[i][h], offset);
+    for (int j = 0; j < 2; ++j) pop_b[j] += __shfl_xor_sync(kFullWarp, pop_b[j], offset);
+  }
+  for (int j = 0; j < 2; ++j) {
+    // This lane's outputs are columns 2t and 2t + 1 of the tile: held by groups 2t and 2t + 1.
+    const int32_t pop_cols[2] = {__shfl_sync(kFullWarp, pop_b[j], 8 * t),
+                                 __shfl_sync(kFullWarp, pop_b[j], 8 * t + 4)};
+    for (int i = 0; i < 2; ++i) {
+      for (int r = 0; r < 4; ++r) {
+        const int64_t m = m0 + wm + 16 * i + g + 8 * (r / 2);
+        const int64_t n = n0 + wn + 8 * j + 2 * t + r % 2;
+        if (m >= p.m || n >= p.n) continue;
+        const auto dot = static_cast<int32_t>(p.k - 2 * int64_t(pop_a[i][r / 2]) -
+                                              2 * int64_t(pop_cols[r % 2]) +
+                                              4 * int64_t(acc[i][j][r]));
+        if constexpr (Fused) {
+          xnor::store_fused(p, m, n, dot);
+        } else {
+          p.out_i32[m * p.n + n] = dot;
+        }
+      }
+    }
+  }
+}
+
+inline LaunchShape xnor_gemm_mma_shape(const xnor::XnorProblem& p) {
+  return {dim3(static_cast<unsigned>(blocks_for(p.n, kMmaTileN)),
+               static_cast<unsigned>(blocks_for(p.m, kMmaTileM))),
+          dim3(kMmaThreads)};
+}
+
+enum class XnorCudaPath { Cores, TensorCores };
+
+// 1-bit tensor cores are native on sm_80 .. sm_90 (Blackwell emulates b1 mma with int8 IMMA:
+// the CUDA-core tiles there). EMOKERNELS_CUDA_XNOR=cores|tensor-cores forces a path.
+inline XnorCudaPath xnor_cuda_path(int compute_major) {
+  const bool native = compute_major >= 8 && compute_major < 10;
+  const char* forced = std::getenv("EMOKERNELS_CUDA_XNOR");
+  if (forced == nullptr || forced[0] == '\0') {
+    return native ? XnorCudaPath::TensorCores : XnorCudaPath::Cores;
+  }
+  if (std::strcmp(forced, "cores") == 0) return XnorCudaPath::Cores;
+  if (std::strcmp(forced, "tensor-cores") == 0) {
+    if (compute_major < 8) {
+      throw std::invalid_argument("EMOKERNELS_CUDA_XNOR=tensor-cores needs sm_80 or later");
+    }
+    return XnorCudaPath::TensorCores;
+  }
+  throw std::invalid_argument(std::string("EMOKERNELS_CUDA_XNOR=") + forced +
+                              " is not one of: cores, tensor-cores");
 }
 
 }  // namespace emokernels::cuda

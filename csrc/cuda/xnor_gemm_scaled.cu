@@ -24,7 +24,11 @@ at::Tensor xnor_gemm_scaled_cuda(const at::Tensor& a_in, const at::Tensor& b_in,
   const at::Tensor offset = offset_in.has_value() ? offset_in->contiguous() : at::Tensor();
   xnor::XnorProblem p = make_xnor_problem(a, b, k);
   set_xnor_epilogue(p, out, scale, bias, offset);
-  launch(xnor_gemm_shape(p), xnor_gemm_kernel<true>, p);
+  if (xnor_cuda_path(compute_major(a.device())) == XnorCudaPath::TensorCores) {
+    launch(xnor_gemm_mma_shape(p), xnor_gemm_mma_kernel<true>, p);
+  } else {
+    launch(xnor_gemm_shape(p), xnor_gemm_kernel<true>, p);
+  }
   return out;
 }
 

@@ -114,11 +114,12 @@ def measure(model: nn.Module, size: int, batch: int, repeats: int, device: str) 
         optimizer.step()
 
     model.train()
-    epoch = median_seconds(step, repeats=repeats, warmup=1)
+    epoch = median_seconds(step, repeats=repeats, warmup=1, device=device)
     frozen = freeze(copy.deepcopy(model))
     sample = x[:1]
     with torch.inference_mode():
-        inference = median_seconds(lambda: frozen(sample), repeats=max(5, 3 * repeats), warmup=2)
+        inference = median_seconds(lambda: frozen(sample), repeats=max(5, 3 * repeats), warmup=2,
+                                   device=device)
     return {"epoch_s": epoch, "inference_s": inference,
             "model_bytes": model_size_bytes(frozen), "file_bytes": _file_bytes(frozen)}
 
