@@ -283,6 +283,6 @@ def nvcc() -> str | None:
 def test_test_kernels_compile_with_nvcc(tmp_path):
     # What the emulation runs must stay valid CUDA (the b1 mma as inline PTX for sm_80).
     src = os.path.join(cuda_emulation.HARNESS, "nvcc_check.cu")
-    result = subprocess.run([nvcc(), "-std=c++17", "-arch=sm_80", "-c", "-o",
-                             str(tmp_path / "check.o"), src], capture_output=True, text=True)
+    result = subprocess.run([nvcc(), "-std=c++17", "-arch=sm_80", f"-I{cuda_emulation.CSRC}", "-c",
+                             "-o", str(tmp_path / "check.o"), src], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -32,6 +32,16 @@ __device__ inline uint32_t xnor_word(const uint32_t* bits, int64_t rows, int64_t
 
 // Fused: write through the epilogue (xnor_gemm_scaled), else int32 dots (xnor_gemm).
 template <bool Fused>
+__device__ inline void store_dot(const xnor::XnorProblem& p, int64_t m, int64_t n,
+                                 int32_t dot) {
+  if constexpr (Fused) {
+    xnor::store_fused(p, m, n, dot);
+  } else {
+    p.out_i32[m * p.n + n] = dot;
+  }
+}
+
+template <bool Fused>
 __global__ void xnor_gemm_kernel(xnor::XnorProblem p) {
   EK_SHARED(uint32_t, a_tile, kXnorSliceWords * kXnorTile);  // [word][row]
   EK_SHARED(uint32_t, b_tile, kXnorSliceWords * kXnorTile);
@@ -58,12 +68,8 @@ __global__ void xnor_gemm_kernel(xnor::XnorProblem p) {
     const int64_t m = m0 + ty + 16 * i;
     for (int j = 0; j < 4; ++j) {
       const int64_t n = n0 + tx + 16 * j;
-      if (m >= p.m || n >= p.n) continue;
-      const auto dot = static_cast<int32_t>(p.k - 2 * diff[i][j]);
-      if constexpr (Fused) {
-        xnor::store_fused(p, m, n, dot);
-      } else {
-        p.out_i32[m * p.n + n] = dot;
+      if (m < p.m && n < p.n) {
+        store_dot<Fused>(p, m, n, static_cast<int32_t>(p.k - 2 * diff[i][j]));
       }
     }
   }
@@ -129,14 +135,9 @@ __global__ void xnor_gemm_mma_kernel(xnor::XnorProblem p) {
         const int64_t m = m0 + wm + 16 * i + g + 8 * (r / 2);
         const int64_t n = n0 + wn + 8 * j + 2 * t + r % 2;
         if (m >= p.m || n >= p.n) continue;
-        const auto dot = static_cast<int32_t>(p.k - 2 * int64_t(pop_a[i][r / 2]) -
-                                              2 * int64_t(pop_cols[r % 2]) +
-                                              4 * int64_t(acc[i][j][r]));
-        if constexpr (Fused) {
-          xnor::store_fused(p, m, n, dot);
-        } else {
-          p.out_i32[m * p.n + n] = dot;
-        }
+        store_dot<Fused>(p, m, n, static_cast<int32_t>(p.k - 2 * int64_t(pop_a[i][r / 2]) -
+                                                       2 * int64_t(pop_cols[r % 2]) +
+                                                       4 * int64_t(acc[i][j][r])));
       }
     }
   }

@@ -1,7 +1,7 @@
 // Compile check only (no GPU needed): test_kernels.cuh must stay valid CUDA, so that what the
-// emulation runs is what nvcc would build. The prologue stands in for csrc/cuda/device.cuh.
-//   /usr/local/cuda/bin/nvcc -std=c++17 -arch=sm_80 -c -o /tmp/nvcc_check.o nvcc_check.cu
-#define EK_SHARED(type, name, count) __shared__ type name[count]
+// emulation runs is what nvcc would build.
+//   /usr/local/cuda/bin/nvcc -std=c++17 -arch=sm_80 -I../../csrc -c -o /tmp/x.o nvcc_check.cu
+#include "cuda/device.cuh"
 #include "test_kernels.cuh"
 
 // The templates, instantiated as the tests use them.

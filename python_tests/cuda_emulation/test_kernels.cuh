@@ -11,28 +11,14 @@
 
 #include <cstdint>
 
+#include "cuda/mma_b1.cuh"
+
 namespace ek_test {
 
 constexpr unsigned kFullMask = 0xFFFFFFFFu;
 
-// PTX mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc (sm_80+): d = c + popc(a AND b)
-// for a 16 x 8 tile, k = 256; fragments as documented in cuda_emulation.h.
-__device__ __forceinline__ void mma_b1_and_popc_m16n8k256(int32_t d[4], const uint32_t a[4],
-                                                          const uint32_t b[2],
-                                                          const int32_t c[4]) {
-#if defined(EMOKERNELS_CUDA_EMULATION)
-  ek_emu::mma_b1_and_popc_m16n8k256(d, a, b, c);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
-      : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c[0]), "r"(c[1]),
-        "r"(c[2]), "r"(c[3]));
-#else
-  __trap();  // no b1 tensor cores before sm_80
-#endif
-}
+// The package's b1 MMA wrapper: PTX on the GPU, ek_emu's emulation here.
+using emokernels::cuda::mma_b1_and_popc;
 
 // ---- Tiled bit GEMM: out[m, n] = sum_w popc(a[m, w] ^ b[n, w]) for packed rows a [M, W] and
 // b [N, W]. Block 16 x 16 threads, one output each; k in 4-word slices staged in shared memory;
@@ -218,7 +204,7 @@ __global__ void mma_b1_tile_kernel(const uint32_t* a, const uint32_t* b, const i
   const int32_t fc[4] = {ct[g * 8 + 2 * t], ct[g * 8 + 2 * t + 1], ct[(g + 8) * 8 + 2 * t],
                          ct[(g + 8) * 8 + 2 * t + 1]};
   int32_t fd[4];
-  mma_b1_and_popc_m16n8k256(fd, fa, fb, fc);
+  mma_b1_and_popc(fd, fa, fb, fc);
   dt[g * 8 + 2 * t] = fd[0];
   dt[g * 8 + 2 * t + 1] = fd[1];
   dt[(g + 8) * 8 + 2 * t] = fd[2];
