@@ -51,7 +51,9 @@ def extension():
     link_flags = ["-fopenmp"]
     cuda_sources = sources("csrc/**/*.cu")
     if want_cuda() and cuda_sources:
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        # Turing and older-CUDA-core paths, the 1-bit tensor cores of Ampere and Hopper, and PTX
+        # that later GPUs (Blackwell: CUDA-core XNOR path) compile at load time.
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "7.5;8.0;9.0+PTX")
         return CUDAExtension(
             "emokernels._C",
             cpp + cuda_sources,

@@ -149,6 +149,14 @@ def net() -> torch.nn.Sequential:
                                torch.nn.ReLU(), torch.nn.Linear(40, 5))
 
 
+def test_a_grid_beyond_cuda_limits_is_an_error(cuda_ops, xnor_path):
+    """Weight rows tile the grid's y extent (65535 blocks at most): refused before launch."""
+    a = torch.zeros(1, 1, dtype=torch.int32)
+    b = torch.zeros(64 * 65535 + 1, 1, dtype=torch.int32)
+    with pytest.raises(RuntimeError, match="beyond CUDA's limits"):
+        cuda_ops.xnor_gemm(a, b, 32)
+
+
 def test_xnor_path_must_be_known(cuda_ops, monkeypatch):
     monkeypatch.setenv("EMOKERNELS_CUDA_XNOR", "fast")
     bits = ops.pack_bits(torch.randn(3, 40))

@@ -40,7 +40,7 @@ __global__ void bwn_gemm_kernel(bwn::BwnProblem<T> p, BwnRows rows) {
   EK_SHARED(float, x_tile, 32 * kBwnPitch);  // [k][row]
   EK_SHARED(uint32_t, w_tile, kBwnTile);
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  const int64_t m0 = int64_t(blockIdx.y) * kBwnTile, n0 = int64_t(blockIdx.x) * kBwnTile;
+  const int64_t m0 = int64_t(blockIdx.x) * kBwnTile, n0 = int64_t(blockIdx.y) * kBwnTile;
   const int64_t k = p.k;
   float acc[4][4] = {};
   for (int64_t word = 0; word < p.words; ++word) {
@@ -78,9 +78,7 @@ __global__ void bwn_gemm_kernel(bwn::BwnProblem<T> p, BwnRows rows) {
 }
 
 inline LaunchShape bwn_gemm_shape(int64_t m, int64_t n) {
-  return {dim3(static_cast<unsigned>(blocks_for(n, kBwnTile)),
-               static_cast<unsigned>(blocks_for(m, kBwnTile))),
-          dim3(kBwnThreads)};
+  return {grid_2d(blocks_for(m, kBwnTile), blocks_for(n, kBwnTile)), dim3(kBwnThreads)};
 }
 
 // The GEMV path takes at most this many rows of x (one accumulator per row per lane).

@@ -28,4 +28,14 @@ __host__ __device__ inline int64_t blocks_for(int64_t items, int64_t per_block) 
   return (items + per_block - 1) / per_block;
 }
 
+// Tiles of rows on x (up to 2^31 - 1 blocks: convolutions have many output pixels) and of
+// columns on y (up to 65535; the launcher refuses larger grids with a clear error).
+inline unsigned grid_extent(int64_t blocks) {
+  return static_cast<unsigned>(blocks < 0xFFFFFFFFll ? blocks : 0xFFFFFFFFll);
+}
+
+inline dim3 grid_2d(int64_t row_blocks, int64_t col_blocks) {
+  return dim3(grid_extent(row_blocks), grid_extent(col_blocks));
+}
+
 }  // namespace emokernels::cuda

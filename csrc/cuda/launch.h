@@ -7,6 +7,8 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <c10/util/Exception.h>
+
 #include "device.cuh"
 
 #ifdef EMOKERNELS_CUDA_EMULATION
@@ -19,8 +21,11 @@ struct DeviceGuard {
 // The emulation plays an sm_90 device (every path runs; tests force the others).
 inline int compute_major(c10::Device) { return 9; }
 
+inline void check_grid(const LaunchShape& shape);
+
 template <typename Kernel, typename... Args>
 void launch(const LaunchShape& shape, Kernel kernel, Args... args) {
+  check_grid(shape);
   ek_emu::launch(shape.grid, shape.block, kernel, args...);
 }
 
@@ -44,8 +49,11 @@ inline int compute_major(c10::Device device) {
 }
 
 // Launches kernel<<<shape, current stream>>>(args...) and checks the launch.
+inline void check_grid(const LaunchShape& shape);
+
 template <typename Kernel, typename... Args>
 void launch(const LaunchShape& shape, Kernel kernel, Args... args) {
+  check_grid(shape);
   kernel<<<shape.grid, shape.block, 0, c10::cuda::getCurrentCUDAStream()>>>(args...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -54,6 +62,14 @@ void launch(const LaunchShape& shape, Kernel kernel, Args... args) {
 #endif
 
 namespace emokernels::cuda {
+
+// CUDA's grid limits, checked before every launch: an error instead of a failed launch.
+inline void check_grid(const LaunchShape& shape) {
+  TORCH_CHECK(shape.grid.x >= 1 && shape.grid.x <= 0x7FFFFFFFu && shape.grid.y <= 65535 &&
+                  shape.grid.z <= 65535,
+              "emokernels: the problem needs a grid of ", shape.grid.x, " x ", shape.grid.y,
+              " x ", shape.grid.z, " blocks, beyond CUDA's limits (2^31 - 1 x 65535 x 65535)");
+}
 
 // Calls f(T{}) with T the element type of a float32 / float16 / bfloat16 tensor (the bwn ops'
 // input dtypes, already checked).

@@ -46,7 +46,7 @@ __global__ void xnor_gemm_kernel(xnor::XnorProblem p) {
   EK_SHARED(uint32_t, a_tile, kXnorSliceWords * kXnorTile);  // [word][row]
   EK_SHARED(uint32_t, b_tile, kXnorSliceWords * kXnorTile);
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  const int64_t m0 = int64_t(blockIdx.y) * kXnorTile, n0 = int64_t(blockIdx.x) * kXnorTile;
+  const int64_t m0 = int64_t(blockIdx.x) * kXnorTile, n0 = int64_t(blockIdx.y) * kXnorTile;
   int32_t diff[4][4] = {};
   for (int64_t w0 = 0; w0 < p.row_words; w0 += kXnorSliceWords) {
     for (int idx = threadIdx.x; idx < kXnorSliceWords * kXnorTile; idx += kXnorThreads) {
@@ -76,9 +76,7 @@ __global__ void xnor_gemm_kernel(xnor::XnorProblem p) {
 }
 
 inline LaunchShape xnor_gemm_shape(const xnor::XnorProblem& p) {
-  return {dim3(static_cast<unsigned>(blocks_for(p.n, kXnorTile)),
-               static_cast<unsigned>(blocks_for(p.m, kXnorTile))),
-          dim3(kXnorThreads)};
+  return {grid_2d(blocks_for(p.m, kXnorTile), blocks_for(p.n, kXnorTile)), dim3(kXnorThreads)};
 }
 
 // Tensor-core path: 4 warps as 2 x 2, each warp 32 x 16 outputs (2 x 2 mma tiles of 16 x 8),
@@ -92,7 +90,7 @@ __global__ void xnor_gemm_mma_kernel(xnor::XnorProblem p) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int g = lane >> 2, t = lane & 3;
   const int wm = 32 * (warp / 2), wn = 16 * (warp % 2);
-  const int64_t m0 = int64_t(blockIdx.y) * kMmaTileM, n0 = int64_t(blockIdx.x) * kMmaTileN;
+  const int64_t m0 = int64_t(blockIdx.x) * kMmaTileM, n0 = int64_t(blockIdx.y) * kMmaTileN;
   int32_t acc[2][2][4] = {};
   int32_t pop_a[2][2] = {};  // [mma row tile][row g, row g + 8], this lane's k slices
   int32_t pop_b[2] = {};     // [mma column tile], column g, this lane's k slices
@@ -144,9 +142,7 @@ __global__ void xnor_gemm_mma_kernel(xnor::XnorProblem p) {
 }
 
 inline LaunchShape xnor_gemm_mma_shape(const xnor::XnorProblem& p) {
-  return {dim3(static_cast<unsigned>(blocks_for(p.n, kMmaTileN)),
-               static_cast<unsigned>(blocks_for(p.m, kMmaTileM))),
-          dim3(kMmaThreads)};
+  return {grid_2d(blocks_for(p.m, kMmaTileM), blocks_for(p.n, kMmaTileN)), dim3(kMmaThreads)};
 }
 
 enum class XnorCudaPath { Cores, TensorCores };
