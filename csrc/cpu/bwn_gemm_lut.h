@@ -20,8 +20,8 @@ constexpr int kGroups = kBlockK / 4;
 constexpr int kCols = 8;           // weight rows interleaved to hide the add latency
 
 // 16 x 16 float transpose: out[c] lane r = in[r] lane c.
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE void transpose16(
-    __m512* r) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE
+void transpose16(__m512* r) {
   __m512 a[16], b[16];
   for (int i = 0; i < 8; ++i) {
     a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -52,7 +52,8 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE void 
 // each row's sum over k, and its sum of |x| in *abs_total. Row i's chunk c (k = 16c .. 16c + 15) starts at
 // rows[i] + chunk_offsets[c], or rows[i] + 16c when chunk_offsets is null. Buffers are float
 // arrays aligned to 64 bytes (no __m512 crosses into non-AVX-512 code).
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline __m512 transpose_rows(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET)
+inline __m512 transpose_rows(
     const float* const* rows, int nrows, const int64_t* chunk_offsets, int64_t k, int64_t k_pad,
     float* xt, __m512* abs_total) {
   __m512 total = _mm512_setzero_ps(), abs_sum = _mm512_setzero_ps();
@@ -78,8 +79,8 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline __m512 transpose_rows(
 
 // Entry idx of group g (vector at table + 16 * (16g + idx)) = sum of x[:, 4g + b] over the
 // set bits b of idx, for the block's 32 groups.
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline void build_tables(const float* xt,
-                                                                            float* table) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET)
+inline void build_tables(const float* xt, float* table) {
   for (int g = 0; g < kGroups; ++g) {
     __m512 v[4], t[16];
     for (int b = 0; b < 4; ++b) v[b] = _mm512_load_ps(xt + 16 * (4 * g + b));
@@ -95,9 +96,9 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline void build_tables(const
 
 // acc[j] += sum over the block's 32 groups of table[g][nibble g of weight row j]. The byte
 // offset of an entry, 64 * nibble, is a rotate and a mask of the weight word (rorx + and).
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE void
-accumulate_block(const float* table, const uint32_t* const* wr, int64_t word0, int64_t words,
-                 __m512* acc) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE
+void accumulate_block(
+    const float* table, const uint32_t* const* wr, int64_t word0, int64_t words, __m512* acc) {
   for (int wq = 0; wq < kBlockK / 32; ++wq) {
     const int64_t word = word0 + wq;
     if (word >= words) break;  // past k: the table's entries there are all 0

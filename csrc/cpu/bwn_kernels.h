@@ -37,9 +37,9 @@ void tile_portable(const BwnProblem<scalar_t>& p, int64_t m0, int m_count, int64
 constexpr int kAvx2MR = 2;
 constexpr int kAvx2NR = 4;
 
-EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) inline void tile_avx2(const BwnProblem<float>& p,
-                                                                int64_t m0, int m_count,
-                                                                int64_t n0, int n_count) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+inline void tile_avx2(
+    const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
   const auto xr = tile_rows<float, kAvx2MR>(p.x, m0, m_count, p.k);
   const auto wr = tile_rows<uint32_t, kAvx2NR>(p.w, n0, n_count, p.words);
   const __m256i select = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
@@ -80,7 +80,8 @@ constexpr int kAvx512NR = 6;
 // One 16-wide chunk of k: a merge-masked add of each x row per weight row. Only the Tail chunk
 // loads under a mask (in the main loop a masked load makes GCC spill every accumulator).
 template <int MR, int NR, bool Tail>
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE void bwn_step_avx512(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE
+void bwn_step_avx512(
     __m512 (&acc)[MR][NR], const float* const* xr, const uint32_t* const* wr, int64_t c,
     __mmask16 load) {
   __m512 xv[MR];
@@ -94,7 +95,8 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE void 
 }
 
 template <int MR, int NR>
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline void tile_avx512_rows(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET)
+inline void tile_avx512_rows(
     const BwnProblem<float>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
   const auto xr = tile_rows<float, MR>(p.x, m0, m_count, p.k);
   const auto wr = tile_rows<uint32_t, NR>(p.w, n0, n_count, p.words);
@@ -129,9 +131,8 @@ inline void tile_avx512(const BwnProblem<float>& p, int64_t m0, int m_count, int
 }
 
 // Table-lookup path (bwn_gemm_lut.h) for 16 rows [m0, m0 + 16) and columns [n_begin, n_end).
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline void lut_block(const BwnProblem<float>& p,
-                                                                  int64_t m0, int64_t n_begin,
-                                                                  int64_t n_end) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET)
+inline void lut_block(const BwnProblem<float>& p, int64_t m0, int64_t n_begin, int64_t n_end) {
   const int rows = static_cast<int>(std::min<int64_t>(lut::kRows, p.m - m0));
   const int64_t k_pad = (p.k + lut::kBlockK - 1) / lut::kBlockK * lut::kBlockK;
   // Per-thread scratch, 64-byte aligned: x transposed, the tables, and the running sums.
@@ -195,11 +196,8 @@ inline void run_lut(const BwnProblem<float>& p) {
   });
 }
 
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) inline void row_sums_rows(const float* x,
-                                                                             float* out,
-                                                                             int64_t begin,
-                                                                             int64_t end,
-                                                                             int64_t k) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET)
+inline void row_sums_rows(const float* x, float* out, int64_t begin, int64_t end, int64_t k) {
   for (int64_t r = begin; r < end; ++r) {
     __m512 acc = _mm512_setzero_ps(), abs_acc = _mm512_setzero_ps();
     int64_t kk = 0;
@@ -226,7 +224,8 @@ inline void row_sums_avx512(const float* x, float* out, int64_t m, int64_t k) {
 // AVX-512 BF16: each 32-bit weight word becomes 32 bf16 +-1 values once per tile (one blend),
 // and vdpbf16ps multiplies them exactly against x, accumulating in float32.
 template <int MR, int NR>
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_BF16_TARGET) void tile_bf16_rows(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_BF16_TARGET)
+void tile_bf16_rows(
     const BwnProblem<c10::BFloat16>& p, int64_t m0, int m_count, int64_t n0, int n_count) {
   const auto xr = tile_rows<c10::BFloat16, MR>(p.x, m0, m_count, p.k);
   const auto wr = tile_rows<uint32_t, NR>(p.w, n0, n_count, p.words);

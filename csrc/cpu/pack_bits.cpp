@@ -31,8 +31,8 @@ void pack_rows_portable(const scalar_t* x, uint32_t* out, int64_t rows, int64_t 
   }
 }
 
-EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) void pack_rows_avx2(const float* x, uint32_t* out, int64_t rows,
-                                                     int64_t k, int64_t words) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+void pack_rows_avx2(const float* x, uint32_t* out, int64_t rows, int64_t k, int64_t words) {
   const __m256 zero = _mm256_setzero_ps();
   const int64_t full = k / 32;
   for (int64_t r = 0; r < rows; ++r) {
@@ -57,9 +57,8 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) void pack_rows_avx2(const float* x, ui
   }
 }
 
-EMOKERNELS_TARGET(EMOKERNELS_AVX512F_TARGET) void pack_rows_avx512(const float* x, uint32_t* out,
-                                                          int64_t rows, int64_t k,
-                                                          int64_t words) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX512F_TARGET)
+void pack_rows_avx512(const float* x, uint32_t* out, int64_t rows, int64_t k, int64_t words) {
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = x + r * k;

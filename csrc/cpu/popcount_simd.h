@@ -9,7 +9,8 @@
 namespace emokernels {
 
 // Sums each of 8 vectors of 8 int64 lanes; lane i of the result is the total of v[i].
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline __m512i reduce8_epi64(const __m512i* v) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET)
+inline __m512i reduce8_epi64(const __m512i* v) {
   __m512i t[4];
   for (int p = 0; p < 4; ++p) {
     t[p] = _mm512_add_epi64(_mm512_unpacklo_epi64(v[2 * p], v[2 * p + 1]),
@@ -25,7 +26,8 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline __m512i reduce8_epi64(const _
 }
 
 // Per-64-bit-lane popcount of a 256-bit vector by the nibble lookup (AVX2 has no vpopcnt).
-EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) inline __m256i popcount_epi64_avx2(__m256i v) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+inline __m256i popcount_epi64_avx2(__m256i v) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
                                        2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i nibble = _mm256_set1_epi8(0x0f);

@@ -41,8 +41,8 @@ constexpr uint32_t kAvx512fFeatures = kAvx512f;
 constexpr uint32_t kAvx2Features = kAvx2 | kFma | kPopcnt;
 
 // The bits of a vector of 32 bf16 values as the operand type of vdpbf16ps.
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_BF16_TARGET) EMOKERNELS_ALWAYS_INLINE __m512bh
-as_bf16x32(__m512i v) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_BF16_TARGET) EMOKERNELS_ALWAYS_INLINE
+__m512bh as_bf16x32(__m512i v) {
   __m512bh out;
   std::memcpy(&out, &v, sizeof(out));
   return out;

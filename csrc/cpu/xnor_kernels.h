@@ -36,7 +36,8 @@ inline void tile_portable(const XnorProblem& p, const uint32_t* const* arows,
 constexpr int kAvx2MR = 2;
 constexpr int kAvx2NR = 4;
 
-EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) inline void tile_avx2(
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+inline void tile_avx2(
     const XnorProblem& p, const uint32_t* const* arows, const uint32_t* const* brows, int64_t m0,
     int64_t n0, int m_valid, int n_valid) {
   __m256i acc[kAvx2MR][kAvx2NR];
@@ -70,8 +71,8 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) inline void tile_avx2(
   }
 }
 
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE void store_row_avx512(
-    const XnorProblem& p, int64_t m, int64_t n0, __m256i dot, __mmask8 valid) {
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
+void store_row_avx512(const XnorProblem& p, int64_t m, int64_t n0, __m256i dot, __mmask8 valid) {
   if (p.out_f32 == nullptr) return _mm256_mask_storeu_epi32(p.out_i32 + m * p.n + n0, valid, dot);
   if (p.offset) {
     const int32_t* offset = p.offset + (m % p.offset_rows) * p.n + n0;
@@ -89,7 +90,8 @@ constexpr int kAvx512NR = 8;
 // One 16-word chunk of the 3 x 8 tile; the Tail chunk is loaded under a mask and cleared
 // past k so that garbage beyond k never counts.
 template <bool Tail>
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE void xnor_step_avx512(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
+void xnor_step_avx512(
     __m512i (&acc)[kAvx512MR][kAvx512NR], const uint32_t* const* arows,
     const uint32_t* const* brows, int64_t w, __mmask16 tail_load, __m512i tail_bits) {
   __m512i va[kAvx512MR];
@@ -106,7 +108,8 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE void xnor_s
   }
 }
 
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) inline void tile_avx512(
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET)
+inline void tile_avx512(
     const XnorProblem& p, const uint32_t* const* arows, const uint32_t* const* brows, int64_t m0,
     int64_t n0, int m_valid, int n_valid) {
   __m512i acc[kAvx512MR][kAvx512NR];

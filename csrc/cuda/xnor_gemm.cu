@@ -4,8 +4,7 @@
 #include "../common/library.h"
 #include "../ops/xnor_gemm_checks.h"
 #include "../ops/xnor_problem.h"
-#include "launch.h"
-#include "xnor_gemm.cuh"
+#include "xnor_launch.h"
 
 namespace emokernels::cuda {
 namespace {
@@ -18,11 +17,7 @@ at::Tensor xnor_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, int64_
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
   xnor::XnorProblem p = make_xnor_problem(a, b, k);
   p.out_i32 = out.data_ptr<int32_t>();
-  if (xnor_cuda_path(compute_major(a.device())) == XnorCudaPath::TensorCores) {
-    launch(xnor_gemm_mma_shape(p), xnor_gemm_mma_kernel<false>, p);
-  } else {
-    launch(xnor_gemm_shape(p), xnor_gemm_kernel<false>, p);
-  }
+  run_xnor<false>(p, a.device());
   return out;
 }
 

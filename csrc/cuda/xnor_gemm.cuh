@@ -7,11 +7,6 @@
 //   + 4 popc(a AND b), with the row popcounts summed from the fragments each lane holds.
 #pragma once
 
-#include <cstdlib>
-#include <cstring>
-#include <stdexcept>
-#include <string>
-
 #include "../core/xnor/xnor_problem.h"
 #include "device.cuh"
 #include "mma_b1.cuh"
@@ -143,27 +138,6 @@ __global__ void xnor_gemm_mma_kernel(xnor::XnorProblem p) {
 
 inline LaunchShape xnor_gemm_mma_shape(const xnor::XnorProblem& p) {
   return {grid_2d(blocks_for(p.m, kMmaTileM), blocks_for(p.n, kMmaTileN)), dim3(kMmaThreads)};
-}
-
-enum class XnorCudaPath { Cores, TensorCores };
-
-// 1-bit tensor cores are native on sm_80 .. sm_90 (Blackwell emulates b1 mma with int8 IMMA:
-// the CUDA-core tiles there). EMOKERNELS_CUDA_XNOR=cores|tensor-cores forces a path.
-inline XnorCudaPath xnor_cuda_path(int compute_major) {
-  const bool native = compute_major >= 8 && compute_major < 10;
-  const char* forced = std::getenv("EMOKERNELS_CUDA_XNOR");
-  if (forced == nullptr || forced[0] == '\0') {
-    return native ? XnorCudaPath::TensorCores : XnorCudaPath::Cores;
-  }
-  if (std::strcmp(forced, "cores") == 0) return XnorCudaPath::Cores;
-  if (std::strcmp(forced, "tensor-cores") == 0) {
-    if (compute_major < 8) {
-      throw std::invalid_argument("EMOKERNELS_CUDA_XNOR=tensor-cores needs sm_80 or later");
-    }
-    return XnorCudaPath::TensorCores;
-  }
-  throw std::invalid_argument(std::string("EMOKERNELS_CUDA_XNOR=") + forced +
-                              " is not one of: cores, tensor-cores");
 }
 
 }  // namespace emokernels::cuda

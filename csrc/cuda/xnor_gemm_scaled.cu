@@ -4,8 +4,7 @@
 #include "../common/library.h"
 #include "../ops/xnor_gemm_scaled_checks.h"
 #include "../ops/xnor_problem.h"
-#include "launch.h"
-#include "xnor_gemm.cuh"
+#include "xnor_launch.h"
 
 namespace emokernels::cuda {
 namespace {
@@ -24,16 +23,14 @@ at::Tensor xnor_gemm_scaled_cuda(const at::Tensor& a_in, const at::Tensor& b_in,
   const at::Tensor offset = offset_in.has_value() ? offset_in->contiguous() : at::Tensor();
   xnor::XnorProblem p = make_xnor_problem(a, b, k);
   set_xnor_epilogue(p, out, scale, bias, offset);
-  if (xnor_cuda_path(compute_major(a.device())) == XnorCudaPath::TensorCores) {
-    launch(xnor_gemm_mma_shape(p), xnor_gemm_mma_kernel<true>, p);
-  } else {
-    launch(xnor_gemm_shape(p), xnor_gemm_kernel<true>, p);
-  }
+  run_xnor<true>(p, a.device());
   return out;
 }
 
 }  // namespace
 
-EMOKERNELS_LIBRARY_IMPL(EMOKERNELS_CUDA_KEY, m) { m.impl("xnor_gemm_scaled", &xnor_gemm_scaled_cuda); }
+EMOKERNELS_LIBRARY_IMPL(EMOKERNELS_CUDA_KEY, m) {
+  m.impl("xnor_gemm_scaled", &xnor_gemm_scaled_cuda);
+}
 
 }  // namespace emokernels::cuda
