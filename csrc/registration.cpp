@@ -37,6 +37,12 @@ EMOKERNELS_LIBRARY(m) {
   m.def(
       "bwn_conv2d(Tensor x, Tensor w_bits, Tensor alpha, int[2] kernel_size, int[2] stride, "
       "int[2] dilation) -> Tensor");
+  m.def(
+      "hashed_linear(Tensor x, Tensor buckets, int out_features, int seed, int block, "
+      "Tensor? bias=None) -> Tensor");
+  m.def(
+      "hashed_linear_backward(Tensor grad, Tensor x, Tensor buckets, int seed, int block, "
+      "bool[2] output_mask, bool deterministic) -> (Tensor, Tensor)");
 
   m.def("cpu_features() -> str", &cpu_features_op);
   m.def("cpu_isa() -> str", &cpu_isa_op);

@@ -23,8 +23,11 @@ std::string cpu_kernel_path(const std::string& op, const std::string& dtype, int
     const bool implicit_ok = dtype == "float32" && channels % 16 == 0;
     return path_name(bwn_path(bwn_input(dtype), m, n, implicit_ok));
   }
+  // n: the block of hashed_linear (1: exact hashing).
+  if (op == "hashed_linear" || op == "hashed_linear_backward") return path_name(hashed_path(n));
   TORCH_CHECK(false, "cpu_kernel_path: unknown op '", op,
-              "'; expected pack_bits, xnor_gemm, xnor_gemm_scaled, bwn_gemm or bwn_conv2d");
+              "'; expected pack_bits, xnor_gemm, xnor_gemm_scaled, bwn_gemm, bwn_conv2d, "
+              "hashed_linear or hashed_linear_backward");
 }
 
 }  // namespace emokernels

@@ -78,8 +78,27 @@ inline const char* path_name(BwnPath p) {
   return "unknown";
 }
 
+enum class HashedPath { Avx512, Avx2, Portable, Runs };
+
+// hashed_linear(_backward): exact hashing vectorized over 16 (AVX-512F) or 8 (AVX2) columns;
+// block hashing (block > 1) hashes once a run, in a scalar loop.
+inline HashedPath hashed_path(int64_t block) {
+  if (block > 1) return HashedPath::Runs;
+  if (cpu_can_run(kAvx512fFeatures)) return HashedPath::Avx512;
+  if (cpu_can_run(kAvx2Features)) return HashedPath::Avx2;
+  return HashedPath::Portable;
+}
+
+inline const char* path_name(HashedPath p) {
+  return p == HashedPath::Avx512 ? "avx512f"
+         : p == HashedPath::Avx2 ? "avx2"
+         : p == HashedPath::Runs ? "block-runs"
+                                 : "portable";
+}
+
 // The path `op` takes for an input of `dtype` ("float32", "bfloat16", ...) with m rows and n
 // columns of output (channels: a convolution's input channels). An error for an unknown op.
+// For hashed_linear(_backward), n is the block (1: exact hashing).
 std::string cpu_kernel_path(const std::string& op, const std::string& dtype, int64_t m,
                             int64_t n, int64_t channels);
 

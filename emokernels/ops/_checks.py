@@ -120,3 +120,54 @@ def bwn_conv2d_output_shape(x, w, alpha, kernel_size, stride, dilation) -> tuple
     torch._check(k < 2**63, lambda: f"{op}: kh * kw * C overflows int64")
     check_bwn_weights(x, w, alpha, k, op)
     return (b, (h - dh * (kh - 1) - 1) // sh + 1, (w_ - dw * (kw - 1) - 1) // sw + 1, w.shape[0])
+
+
+MAX_BUCKETS = 2**30
+MAX_BLOCK = 256
+
+
+def check_hashed_operands(x, buckets, seed: int, block: int, op: str, x_name: str) -> None:
+    check_rank(x, 2, op, x_name)
+    check_rank(buckets, 1, op, "buckets")
+    check_dtype(x, torch.float32, op, x_name)
+    check_dtype(buckets, torch.float32, op, "buckets")
+    check_same_device(x, buckets, op)
+    torch._check(1 <= buckets.shape[0] <= MAX_BUCKETS,
+                 lambda: f"{op}: buckets must have between 1 and 2^30 entries, got "
+                         f"{buckets.shape[0]}")
+    torch._check(0 <= seed <= 2**32 - 1, lambda: f"{op}: seed must be in [0, 2^32 - 1], got {seed}")
+    torch._check(1 <= block <= MAX_BLOCK and block & (block - 1) == 0,
+                 lambda: f"{op}: block must be a power of two in [1, 256], got {block}")
+
+
+def check_features(features: int, op: str, name: str) -> None:
+    torch._check(1 <= features <= INT32_MAX,
+                 lambda: f"{op}: {name} must be in [1, 2^31 - 1], got {features}")
+
+
+def hashed_linear_output_shape(x, buckets, out_features: int, seed: int, block: int,
+                               bias) -> tuple:
+    op = "hashed_linear"
+    check_hashed_operands(x, buckets, seed, block, op, "x")
+    check_features(x.shape[1], op, "in_features (x.shape[1])")
+    check_features(out_features, op, "out_features")
+    if bias is not None:
+        check_rank(bias, 1, op, "bias")
+        check_dtype(bias, torch.float32, op, "bias")
+        check_same_device(x, bias, op)
+        torch._check(bias.shape[0] == out_features,
+                     lambda: f"{op}: bias has {bias.shape[0]} entries but out_features = "
+                             f"{out_features}")
+    return (x.shape[0], out_features)
+
+
+def check_hashed_linear_backward(grad, x, buckets, seed: int, block: int) -> None:
+    op = "hashed_linear_backward"
+    check_hashed_operands(x, buckets, seed, block, op, "x")
+    check_rank(grad, 2, op, "grad")
+    check_dtype(grad, torch.float32, op, "grad")
+    check_same_device(x, grad, op)
+    check_features(x.shape[1], op, "in_features (x.shape[1])")
+    check_features(grad.shape[1], op, "out_features (grad.shape[1])")
+    torch._check(grad.shape[0] == x.shape[0],
+                 lambda: f"{op}: grad has {grad.shape[0]} rows but x has {x.shape[0]}")
