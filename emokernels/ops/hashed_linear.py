@@ -101,7 +101,7 @@ def _(grad, x, buckets, seed, block, output_mask, deterministic):
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, buckets, _, seed, block, bias = inputs
+    x, buckets, _, seed, block = inputs[:5]
     ctx.seed, ctx.block = seed, block
     ctx.save_for_backward(x, buckets)
 
@@ -116,9 +116,11 @@ def _backward(ctx, grad: torch.Tensor):
             torch.are_deterministic_algorithms_enabled())
         grad_x = gx if need_x else None
         grad_buckets = gb if need_buckets else None
-    if ctx.needs_input_grad[5]:
+    # A bias left at its default is not among the inputs autograd sees.
+    with_bias = len(ctx.needs_input_grad) == 6
+    if with_bias and ctx.needs_input_grad[5]:
         grad_bias = grad.sum(0)
-    return grad_x, grad_buckets, None, None, None, grad_bias
+    return (grad_x, grad_buckets, None, None, None, grad_bias)[:len(ctx.needs_input_grad)]
 
 
 torch.library.register_autograd("emokernels::hashed_linear", _backward,
