@@ -119,6 +119,42 @@ def test_bwn_conv2d(cuda_ops, channels, kernel, stride, dilation, size, dtype):
     assert torch.equal(out, want)
 
 
+HASHED_SHAPES = [(1, 1, 1, 1), (1, 37, 19, 11), (3, 70, 65, 1000), (17, 100, 9, 5),
+                 (70, 33, 66, 97)]
+
+
+@pytest.mark.parametrize("block", [1, 8])
+@pytest.mark.parametrize("m, k, n, nb", HASHED_SHAPES)
+def test_hashed_linear(cuda_ops, m, k, n, nb, block):
+    x, buckets, bias, grad = torch.randn(m, k), torch.randn(nb), torch.randn(n), torch.randn(m, n)
+    out = cuda_ops.hashed_linear(x, buckets, n, 5, block, bias)
+    assert torch.allclose(out, ops.hashed_linear(x, buckets, n, 5, block, bias), atol=1e-4)
+    want = torch.ops.emokernels.hashed_linear_backward(grad, x, buckets, 5, block, [True, True],
+                                                       False)
+    for deterministic in (False, True):
+        got = cuda_ops.hashed_linear_backward(grad, x, buckets, 5, block, [True, True],
+                                              deterministic)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape and torch.allclose(g, w, atol=1e-4, rtol=1e-5)
+
+
+def test_deterministic_bucket_gradient_does_not_depend_on_the_thread_order(cuda_ops,
+                                                                          monkeypatch):
+    x, buckets, grad = torch.randn(40, 130), torch.randn(7), torch.randn(40, 70)
+    runs = []
+    for seed in (1, 2, 3):
+        monkeypatch.setenv(cuda_emulation.SEED_ENV, str(seed))
+        runs.append(cuda_ops.hashed_linear_backward(grad, x, buckets, 0, 1, [False, True], True)[1])
+    assert all(torch.equal(runs[0], r) for r in runs[1:])
+
+
+def test_deterministic_bucket_gradient_needs_finite_values(cuda_ops):
+    x, grad = torch.randn(4, 9), torch.randn(4, 3)
+    x[1, 2] = float("inf")
+    with pytest.raises(RuntimeError, match="finite"):
+        cuda_ops.hashed_linear_backward(grad, x, torch.randn(5), 0, 1, [False, True], True)
+
+
 def test_results_do_not_depend_on_the_thread_order(cuda_ops, monkeypatch):
     a, b = garbage_bits(70, 300), garbage_bits(65, 300)
     x, w = torch.randn(70, 300), garbage_bits(65, 300)

@@ -2,7 +2,6 @@
 // generated in shared memory, and the bucket gradient by atomics. deterministic: int64
 // fixed-point atomics scaled so that no partial sum can overflow (|every sum| <= bound =
 // sum over batch rows of |grad[m]|_1 * |x[m]|_1), whose total is independent of the order.
-#include <ATen/ops/abs.h>
 #include <ATen/ops/div.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -22,8 +21,12 @@ namespace {
 
 // 2^(62 - ceil(log2 bound)): every partial sum, at most bound in magnitude, fits in int64.
 double fixed_point_scale(const at::Tensor& grad, const at::Tensor& x) {
-  const double bound = (grad.abs().sum(1, false, at::kDouble) *
-                        x.abs().sum(1, false, at::kDouble)).sum().item<double>();
+  const double bound = grad.abs()
+                           .sum(1, false, at::kDouble)
+                           .mul(x.abs().sum(1, false, at::kDouble))
+                           .sum()
+                           .item()
+                           .to<double>();
   TORCH_CHECK(std::isfinite(bound), "hashed_linear_backward: the deterministic bucket gradient "
               "needs finite grad and x (found inf or NaN)");
   if (bound == 0.0) return 1.0;
