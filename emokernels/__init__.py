@@ -13,6 +13,8 @@ from .nn import (
     BinaryInputConv2d,
     BinaryInputLinear,
     BinaryLinear,
+    HashedConv2d,
+    HashedLinear,
     XnorConv2d,
     XnorLinear,
 )
@@ -26,6 +28,8 @@ __all__ = [
     "BinaryInputConv2d",
     "BinaryInputLinear",
     "BinaryLinear",
+    "HashedConv2d",
+    "HashedLinear",
     "XnorConv2d",
     "XnorLinear",
     "__version__",
