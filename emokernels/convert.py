@@ -29,13 +29,15 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
 
     Args:
         model: any module tree; layers are matched by exact type (subclasses are left alone).
-        method: ``"xnor"`` (XnorConv2d / XnorLinear), ``"bwn"`` (BinaryConv2d / BinaryLinear)
-            or ``"binary-activations"`` (BinaryInputConv2d / BinaryInputLinear: sign(x) into
+        method: ``"xnor"`` (XnorConv2d / XnorLinear), ``"bwn"`` (BinaryConv2d / BinaryLinear),
+            ``"binary-activations"`` (BinaryInputConv2d / BinaryInputLinear: sign(x) into
+            float weights) or ``"hashed"`` (HashedConv2d / HashedLinear: buckets fitted to the
             float weights).
         filter_fn: ``filter_fn(qualified_name, module) -> bool``; only layers it accepts change.
         keep_first_last: keep the first and the last eligible layer in float (the usual choice
             for binary networks).
-        **options: passed to the new layers (``scale_activations=True`` for ``"xnor"``).
+        **options: passed to the new layers (``scale_activations=True`` for ``"xnor"``;
+            ``compression``, ``seed``, ``block``, ``hash_bias`` for ``"hashed"``).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
@@ -44,7 +46,10 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
         raise TypeError(f"method {method!r} takes the options {sorted(accepted)}, got "
                         f"{sorted(options)}")
     for name, value in options.items():
-        if not isinstance(value, accepted[name]):
+        if accepted[name] is float and type(value) is int:
+            options[name] = value = float(value)  # compression=1 means 1.0
+        if not isinstance(value, accepted[name]) or (
+                accepted[name] is not bool and isinstance(value, bool)):
             raise TypeError(f"option {name} must be {accepted[name].__name__}, got {value!r}")
     if model.__class__ in (nn.Conv2d, nn.Linear):
         raise TypeError("convert() swaps the children of a model; wrap a single layer in a "
@@ -66,7 +71,8 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
 def freeze(model: nn.Module) -> nn.Module:
     """Drops the latent float weights of every binary layer (packed bits only) and sets eval.
 
-    A frozen model runs inference only; its resident weight memory is the packed size.
+    A frozen model runs inference only; its resident weight memory is the packed size. Hashed
+    layers have nothing to pack (their buckets are already all they store) and stay as they are.
     """
     for module in model.modules():
         if isinstance(module, PackedWeightMixin):

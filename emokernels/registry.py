@@ -3,6 +3,7 @@ all read it, so a layer's options survive save / load and a new layer type is ad
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -12,6 +13,8 @@ from .nn import (
     BinaryInputConv2d,
     BinaryInputLinear,
     BinaryLinear,
+    HashedConv2d,
+    HashedLinear,
     XnorConv2d,
     XnorLinear,
 )
@@ -20,11 +23,17 @@ from .nn import (
 @dataclass(frozen=True)
 class LayerType:
     """A compressed layer class, the float class it replaces, and its constructor options
-    (name -> type) that are part of the saved model."""
+    (name -> type) that are part of the saved model.
+
+    ``shell(float_layer, **options)``, when given, makes the empty layer that
+    ``load_compressed`` fills from a file (default: ``cls.from_float``, then packed
+    placeholders for binary layers); it saves fitting weights that the load overwrites.
+    """
 
     cls: type
     replaces: type
     options: dict[str, type] = field(default_factory=dict)
+    shell: Callable[..., nn.Module] | None = None
 
     def options_of(self, module: nn.Module) -> dict:
         """The layer's options as they are saved."""
@@ -32,6 +41,8 @@ class LayerType:
 
 
 _XNOR_OPTIONS = {"scale_activations": bool}
+# Everything besides the float layer's geometry that fixes a hashed layer's virtual weight.
+_HASHED_OPTIONS = {"compression": float, "seed": int, "block": int, "hash_bias": bool}
 
 LAYER_TYPES: dict[str, LayerType] = {t.cls.__name__: t for t in (
     LayerType(XnorConv2d, nn.Conv2d, _XNOR_OPTIONS),
@@ -40,6 +51,8 @@ LAYER_TYPES: dict[str, LayerType] = {t.cls.__name__: t for t in (
     LayerType(BinaryLinear, nn.Linear),
     LayerType(BinaryInputConv2d, nn.Conv2d),
     LayerType(BinaryInputLinear, nn.Linear),
+    LayerType(HashedConv2d, nn.Conv2d, _HASHED_OPTIONS, HashedConv2d.shaped_like),
+    LayerType(HashedLinear, nn.Linear, _HASHED_OPTIONS, HashedLinear.shaped_like),
 )}
 
 # convert()'s methods: the replacement for nn.Conv2d and for nn.Linear.
@@ -47,6 +60,7 @@ METHODS: dict[str, tuple[type, type]] = {
     "xnor": (XnorConv2d, XnorLinear),
     "bwn": (BinaryConv2d, BinaryLinear),
     "binary-activations": (BinaryInputConv2d, BinaryInputLinear),
+    "hashed": (HashedConv2d, HashedLinear),
 }
 
 # The float layers compressed layers replace (matched by exact type).

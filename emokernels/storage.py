@@ -104,6 +104,8 @@ def _replacement(name: str, current: nn.Module, cls_name: str, options: dict,
             return None
     elif type(current) is not kind.replaces:
         raise ValueError(f"{where} in {path}")
+    if kind.shell is not None:
+        return kind.shell(current, **options)
     new = kind.cls.from_float(current, **options)
     if isinstance(new, PackedWeightMixin):
         new._frozen_placeholders()
@@ -189,7 +191,7 @@ def model_size_bytes(model: nn.Module) -> int:
 
     Binary layers count as ceil(k/32) packed words per output + alpha + bias, frozen or not;
     other layers count their parameters and floating-point buffers (e.g. BatchNorm statistics)
-    at their dtype.
+    at their dtype: a hashed layer, its buckets and bias (or bias buckets).
     """
     total = 0
     for module in model.modules():
