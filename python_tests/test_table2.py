@@ -1,18 +1,22 @@
 import json
 import os
 
+from torch import nn
+
 from emokernels.experiments.table2 import METHODS, Settings, format_table, run_table2
+from emokernels.models import vgg_s
 
 
 def test_table2_small_run_writes_every_output(tmp_path):
+    # fc 512: the hashed layers generate every virtual weight per call, at any batch size
     settings = Settings(train_size=48, epochs=1, steps_per_epoch=2, lr=1e-2, batch_size=4,
-                        measure_size=48, timing_repeats=1, identities=6)
+                        measure_size=48, timing_repeats=1, identities=6, fc_width=512,
+                        measure_fc_width=512)
     rows = run_table2(settings, str(tmp_path), log=lambda _: None)
     assert [r["method"] for r in rows] == [m.key for m in METHODS]
     by_key = {r["method"]: r for r in rows}
-    for key in ("hashed", "cp_squeezenet"):
-        assert by_key[key]["status"].startswith("not available")
-    for key in ("vgg_s", "bwn", "xnor", "binary_activations", "squeezenet"):
+    assert by_key["cp_squeezenet"]["status"].startswith("not available")
+    for key in ("vgg_s", "hashed", "bwn", "xnor", "binary_activations", "squeezenet"):
         row = by_key[key]
         assert row["status"] == "ok" and 0 <= row["test_accuracy"] <= 100
         assert row["epoch_s"] > 0 and row["inference_s"] > 0 and row["file_bytes"] > 0
@@ -21,6 +25,15 @@ def test_table2_small_run_writes_every_output(tmp_path):
     assert by_key["xnor"]["model_bytes"] < by_key["vgg_s"]["model_bytes"] / 10
     assert by_key["bwn"]["size_ratio"] == by_key["bwn"]["model_bytes"] / by_key["vgg_s"][
         "model_bytes"]
+    # hashed: the fc layers' weights and biases at 1/8, the conv layers in float
+    fc = [m for m in vgg_s(8, 48, fc_width=512) if isinstance(m, nn.Linear)]
+    fc_bytes = sum(4 * (m.weight.numel() + m.bias.numel()) for m in fc)
+    hashed_fc_bytes = sum(4 * (round(m.weight.numel() / 8) + max(1, round(m.bias.numel() / 8)))
+                          for m in fc)
+    assert by_key["hashed"]["model_bytes"] == (by_key["vgg_s"]["model_bytes"] - fc_bytes
+                                               + hashed_fc_bytes)
+    assert by_key["hashed"]["file_bytes"] >= by_key["hashed"]["model_bytes"]
+    assert by_key["hashed"]["packed_agreement"] == 100  # eval runs the training op
     for name in ("table2.json", "table2.csv", "table2.png"):
         assert os.path.getsize(tmp_path / name) > 0
     saved = json.loads((tmp_path / "table2.json").read_text())

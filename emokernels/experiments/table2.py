@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from .. import convert, freeze, model_size_bytes, save_compressed
+from .. import HashedLinear, convert, freeze, model_size_bytes, save_compressed
 from ..data import load_splits
 from ..models import squeezenet1_1, vgg_s
 from ..registry import layer_type
@@ -41,9 +41,24 @@ def _vgg(method: str | None) -> Callable[[int, int, int], nn.Module]:
     return build
 
 
+def _hashed_vgg(num_classes: int, input_size: int, fc_width: int) -> nn.Module:
+    """VGG-S with its fully connected layers hashed at compression 1/8 with bias hashing: the
+    paper's HashedNets setting (its third-party code hashed the linear layers; that leaves
+    18.3% of VGG-S's weights, the paper's "81.64% fewer"). The hashed layers start from a
+    fresh HashedNets initialization, as the paper trained from scratch (fitting buckets to
+    random float weights would shrink them by averaging)."""
+    model = vgg_s(num_classes, input_size, fc_width=fc_width)
+    linear = [i for i, m in enumerate(model) if type(m) is nn.Linear]
+    for n, i in enumerate(linear):
+        # One hash per layer; seeds two apart, as each layer's bias hash uses seed + 1.
+        model[i] = HashedLinear.shaped_like(model[i], compression=1 / 8, seed=2 * n,
+                                            hash_bias=True)
+    return model
+
+
 METHODS = [
     Method("vgg_s", "VGG-S baseline", "vgg_s", _vgg(None)),
-    Method("hashed", "HashedNet VGG-S (1/8)", "vgg_s", None, "HashedLinear/HashedConv2d"),
+    Method("hashed", "HashedNet VGG-S (1/8)", "vgg_s", _hashed_vgg),
     Method("bwn", "BWN VGG-S", "vgg_s", _vgg("bwn")),
     Method("xnor", "XNOR-Net VGG-S", "vgg_s", _vgg("xnor")),
     Method("binary_activations", "Binary activations VGG-S", "vgg_s",
@@ -59,7 +74,8 @@ class Settings:
     data: str = "synthetic"
     device: str = "cpu"
     train_size: int = 224
-    fc_width: int = 4096  # of VGG-S while training; measurements use 4096
+    fc_width: int = 4096  # of VGG-S while training
+    measure_fc_width: int = 4096  # of VGG-S whose size and timings are measured
     epochs: int = 100
     lr: float = 1e-3
     batch_size: int = 20
@@ -164,7 +180,7 @@ def run_table2(settings: Settings, out_dir: str, log=print) -> list[dict]:
                    best_val_accuracy=100 * result.best_val_accuracy, history=result.history,
                    packed_agreement=100 * packed_agreement(model.cpu(), test_set))
         if rank == 0:
-            full = method.build(len(classes), settings.measure_size, 4096)
+            full = method.build(len(classes), settings.measure_size, settings.measure_fc_width)
             row.update(measure(full, settings.measure_size, settings.batch_size,
                                settings.timing_repeats, settings.device))
         rows.append(row)
