@@ -64,6 +64,26 @@ def test_bwn_conv2d(channels, kernel, stride, dilation):
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("block", [1, 16])
+@pytest.mark.parametrize("m, n, k", SHAPES)
+def test_hashed_linear(m, n, k, block):
+    nb = max(1, n * k // 8)
+    x, buckets, bias, grad = torch.randn(m, k), torch.randn(nb), torch.randn(n), torch.randn(m, n)
+    cpu = ops.hashed_linear(x, buckets, n, 11, block, bias)
+    gpu = ops.hashed_linear(x.cuda(), buckets.cuda(), n, 11, block, bias.cuda())
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-4, rtol=1e-5)
+    want = torch.ops.emokernels.hashed_linear_backward(grad, x, buckets, 11, block, [True, True],
+                                                       False)
+    runs = []
+    for deterministic in (False, True, True):
+        got = torch.ops.emokernels.hashed_linear_backward(
+            grad.cuda(), x.cuda(), buckets.cuda(), 11, block, [True, True], deterministic)
+        for g, w in zip(got, want, strict=True):
+            assert torch.allclose(g.cpu(), w, atol=1e-3, rtol=1e-4)
+        runs.append(got[1])
+    assert torch.equal(runs[1], runs[2])  # the fixed-point sums do not depend on the order
+
+
 @pytest.mark.parametrize("method", ["xnor", "bwn", "binary-activations"])
 def test_layers_eval_equals_train_on_cuda(method):
     torch.manual_seed(0)

@@ -1,5 +1,5 @@
 // hashed_linear on CUDA (kernels: hashed_linear.cuh): y = x @ W.T + bias, W generated in
-// shared memory.
+// registers (the GEMV of a few rows) or in shared memory (the tiles).
 #include <ATen/ops/empty.h>
 
 #include "../common/library.h"
@@ -26,7 +26,11 @@ at::Tensor hashed_linear_cuda(const at::Tensor& x_in, const at::Tensor& buckets_
                                                block, n, k),
                           bias.defined() ? bias.data_ptr<float>() : nullptr,
                           out.data_ptr<float>(), m, k, n};
-  launch(hashed_matmul_shape(m, n), hashed_matmul_kernel<true>, g);
+  if (hashed_use_gemv(m)) {
+    launch(hashed_gemv_shape(n), hashed_gemv_kernel<kHashedGemvMaxRows>, g);
+  } else {
+    launch(hashed_matmul_shape(m, n), hashed_matmul_kernel<true>, g);
+  }
   return out;
 }
 

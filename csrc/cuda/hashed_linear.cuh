@@ -5,6 +5,9 @@
 // slice of the dense operand and generates the 16 x 64 slice of W it multiplies, and each thread
 // accumulates a 4 x 4 sub-tile. The same kernel computes y = x @ W.T (forward: W is read
 // transposed) and grad_x = grad @ W (backward).
+// GEMV (few rows of x): one warp per output unit; its lanes hash consecutive columns from the
+// row's hash state, read x coalesced and the buckets by gathers (a few MB: cache-resident), and
+// reduce their partial sums with shuffles.
 // Bucket gradient: each block forms a 64 x 64 tile of grad.T @ x over the batch and adds each
 // element, signed, to its bucket: float atomics, or (deterministic) int64 fixed-point atomics,
 // whose sums do not depend on the order of the additions.
@@ -78,8 +81,39 @@ inline LaunchShape hashed_matmul_shape(int64_t m, int64_t cols) {
           dim3(kHashedThreads)};
 }
 
-// grad_buckets from grad [m, n] and x [m, k]: into out (float atomics) or, when fixed is set,
-// into fixed as round(value * scale) (int64 atomics; the caller divides by scale).
+constexpr int kHashedGemvMaxRows = 4;
+constexpr int kHashedGemvWarps = 8;
+
+inline bool hashed_use_gemv(int64_t m) { return m <= kHashedGemvMaxRows; }
+
+// out [m, cols] = x [m, depth] @ W.T (+ bias) for m <= MaxRows.
+template <int MaxRows>
+__global__ void hashed_gemv_kernel(GeneratedMatmul g) {
+  const int lane = threadIdx.x % 32;
+  const int64_t i = int64_t(blockIdx.x) * kHashedGemvWarps + threadIdx.x / 32;
+  if (i >= g.cols) return;  // whole warps leave together: no shuffle below is divergent
+  const uint32_t state = hashed::row_state(uint32_t(i), g.w.seed);
+  float acc[MaxRows] = {};
+  for (int64_t j = lane; j < g.depth; j += 32) {
+    const uint32_t c = hashed::code_at(g.w, state, uint32_t(j));
+    const float w = hashed::apply_sign(c, g.w.buckets[hashed::bucket_of(c)]);
+    for (int r = 0; r < MaxRows; ++r) {
+      if (r < g.m) acc[r] = fmaf(g.a[r * g.depth + j], w, acc[r]);
+    }
+  }
+  for (int r = 0; r < MaxRows; ++r) {
+    float v = acc[r];
+    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullWarp, v, offset);
+    if (lane == 0 && r < g.m) g.c[r * g.cols + i] = v + (g.bias ? g.bias[i] : 0.0f);
+  }
+}
+
+inline LaunchShape hashed_gemv_shape(int64_t cols) {
+  return {grid_2d(blocks_for(cols, kHashedGemvWarps), 1), dim3(32 * kHashedGemvWarps)};
+}
+
+// grad_buckets from grad [m, n] and x [m, k]: into out (float atomics) or, Fixed, into fixed as
+// round(value * scale) (int64 atomics; the caller divides by scale).
 struct BucketGrad {
   const float* grad;
   const float* x;
@@ -90,6 +124,7 @@ struct BucketGrad {
   int64_t m;
 };
 
+template <bool Fixed>
 __global__ void hashed_bucket_grad_kernel(BucketGrad g) {
   EK_SHARED(float, g_tile, kHashedDepth * kHashedPitch);  // [batch row][i]
   EK_SHARED(float, x_tile, kHashedDepth * kHashedPitch);  // [batch row][j]
@@ -124,7 +159,7 @@ __global__ void hashed_bucket_grad_kernel(BucketGrad g) {
       if (col >= k) continue;
       const uint32_t c = hashed::code(g.w, uint32_t(row), uint32_t(col));
       const float v = hashed::apply_sign(c, acc[i][j]);
-      if (g.fixed) {
+      if constexpr (Fixed) {
         atomicAdd(g.fixed + hashed::bucket_of(c),
                   static_cast<unsigned long long>(llrint(static_cast<double>(v) * g.scale)));
       } else {

@@ -58,10 +58,10 @@ std::tuple<at::Tensor, at::Tensor> hashed_linear_backward_cuda(
       g.scale = fixed_point_scale(grad, x);
       at::Tensor fixed = at::zeros({nb}, x.options().dtype(at::kLong));
       g.fixed = reinterpret_cast<unsigned long long*>(fixed.data_ptr<int64_t>());
-      launch(hashed_bucket_grad_shape(n, k), hashed_bucket_grad_kernel, g);
+      launch(hashed_bucket_grad_shape(n, k), hashed_bucket_grad_kernel<true>, g);
       grad_buckets = at::div(fixed.to(at::kDouble), g.scale).to(at::kFloat);
     } else {
-      launch(hashed_bucket_grad_shape(n, k), hashed_bucket_grad_kernel, g);
+      launch(hashed_bucket_grad_shape(n, k), hashed_bucket_grad_kernel<false>, g);
     }
   }
   return {grad_x, grad_buckets};

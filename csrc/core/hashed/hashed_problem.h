@@ -81,11 +81,16 @@ EMOKERNELS_HD uint32_t run_code(const HashedProblem& p, uint32_t state, uint32_t
   return p.nb.mod(h >> 1) | (h << 31);
 }
 
-EMOKERNELS_HD uint32_t code(const HashedProblem& p, uint32_t i, uint32_t j) {
-  const uint32_t c = run_code(p, row_state(i, p.seed), j >> p.block_shift);
+// The code of W[i, j] given state = row_state(i, p.seed).
+EMOKERNELS_HD uint32_t code_at(const HashedProblem& p, uint32_t state, uint32_t j) {
+  const uint32_t c = run_code(p, state, j >> p.block_shift);
   const uint32_t offset = j & ((1u << p.block_shift) - 1u);
   if (offset == 0) return c;
   return p.nb.mod((c & 0x7FFFFFFFu) + offset) | (c & 0x80000000u);
+}
+
+EMOKERNELS_HD uint32_t code(const HashedProblem& p, uint32_t i, uint32_t j) {
+  return code_at(p, row_state(i, p.seed), j);
 }
 
 EMOKERNELS_HD uint32_t bucket_of(uint32_t c) { return c & 0x7FFFFFFFu; }
