@@ -16,26 +16,48 @@
 
 namespace emokernels::hashed {
 
-// Scalar columns [j0, j1) of row i: exact hashing, or runs of the block (one hash a run, then
-// consecutive buckets, wrapping at num_buckets).
+// Runs hashed ahead of their copies, their first buckets prefetched: the random reads of the
+// bucket vector then overlap instead of waiting one after another.
+constexpr int64_t kRunsAhead = 64;
+
+// Scalar columns [j0, j1) of row i: exact hashing (runs of 1), or runs of the block (one hash a
+// run, then consecutive buckets, wrapping at num_buckets).
 inline void row_portable(const HashedProblem& p, uint32_t i, int64_t j0, int64_t j1, float* w,
                          uint32_t* codes) {
   const uint32_t state = row_state(i, p.seed);
   const int64_t block = int64_t{1} << p.block_shift;
+  uint32_t firsts[kRunsAhead];
   for (int64_t j = j0; j < j1;) {
-    const uint32_t run = static_cast<uint32_t>(j >> p.block_shift);
-    const uint32_t first = run_code(p, state, run);
-    const uint32_t sign = first & 0x80000000u;
-    const int64_t count = std::min<int64_t>(j1, (int64_t{run} + 1) * block) - j;
-    const uint32_t start = bucket_of(first) + static_cast<uint32_t>(j & (block - 1));
-    const bool wraps = int64_t{start} + count > int64_t{p.nb.d};
-    for (int64_t t = 0; t < count; ++t) {
-      const uint32_t b = wraps ? p.nb.mod(start + static_cast<uint32_t>(t))
-                               : start + static_cast<uint32_t>(t);
-      if (codes) codes[j - j0 + t] = b | sign;
-      if (w) w[j - j0 + t] = apply_sign(sign, p.buckets[b]);
+    const int64_t run0 = j >> p.block_shift;
+    const int64_t runs = std::min<int64_t>(kRunsAhead, ((j1 - 1) >> p.block_shift) + 1 - run0);
+    for (int64_t r = 0; r < runs; ++r) {
+      firsts[r] = run_code(p, state, static_cast<uint32_t>(run0 + r));
+      __builtin_prefetch(p.buckets + bucket_of(firsts[r]));
     }
-    j += count;
+    for (int64_t r = 0; r < runs; ++r) {
+      const uint32_t sign = firsts[r] & 0x80000000u;
+      const int64_t count = std::min<int64_t>(j1, (run0 + r + 1) * block) - j;
+      const uint32_t start = bucket_of(firsts[r]) + static_cast<uint32_t>(j & (block - 1));
+      if (int64_t{start} + count <= int64_t{p.nb.d}) {
+        // Consecutive buckets, copied with the sign bit XORed in (branch-free loops the
+        // compiler vectorizes).
+        const uint32_t* src = reinterpret_cast<const uint32_t*>(p.buckets) + start;
+        if (w) {
+          uint32_t* dst = reinterpret_cast<uint32_t*>(w + (j - j0));
+          for (int64_t t = 0; t < count; ++t) dst[t] = src[t] ^ sign;
+        }
+        if (codes) {
+          for (int64_t t = 0; t < count; ++t) codes[j - j0 + t] = (start + uint32_t(t)) | sign;
+        }
+      } else {
+        for (int64_t t = 0; t < count; ++t) {
+          const uint32_t b = p.nb.mod(start + static_cast<uint32_t>(t));
+          if (codes) codes[j - j0 + t] = b | sign;
+          if (w) w[j - j0 + t] = apply_sign(sign, p.buckets[b]);
+        }
+      }
+      j += count;
+    }
   }
 }
 
