@@ -22,6 +22,8 @@ KERNEL_CASES = {
                  ("bfloat16", "bfloat16", 256, 256, 1)],
     "bwn_conv2d": [("float32 C%16=0, 16+ pixels", "float32", 256, 256, 64),
                    ("float32 other C", "float32", 256, 256, 3)],
+    # n stands for the block of the hashed ops
+    "hashed_linear": [("exact hashing", "float32", 1, 1, 1), ("block > 1", "float32", 1, 16, 1)],
 }
 
 

@@ -140,19 +140,19 @@ def test_hashed_bias_is_the_one_column_hash():
                        reference_weight(wrap.bias_buckets, 16, 1, 0, 1)[:, 0])
 
 
-def test_row_codes_are_hashed_codes():
+def test_codes_of_some_rows_are_those_rows_of_the_table():
     for rows, cols, buckets, seed, block in [(7, 33, 50, 0, 1), (5, 64, 7, 123, 8),
                                              (3, 9, 1, 2**32 - 1, 4)]:
         index, sign = ops.hashed_codes(rows, cols, buckets, seed, block)
-        got_index, got_sign = hashed.row_codes(torch.tensor([4, 0, rows - 1]) % rows, cols,
+        got_index, got_sign = ops.hashed_codes(torch.tensor([4, 0, rows - 1]) % rows, cols,
                                                buckets, seed, block)
         picked = torch.tensor([4 % rows, 0, rows - 1])
         assert torch.equal(got_index, index[picked]) and torch.equal(got_sign, sign[picked])
 
 
-def test_row_codes_against_xxhash():
+def test_codes_of_some_rows_against_xxhash():
     xxhash = pytest.importorskip("xxhash")
-    index, sign = hashed.row_codes(torch.tensor([2, 1000]), 5, 97, 42, 1)
+    index, sign = ops.hashed_codes(torch.tensor([2, 1000]), 5, 97, 42, 1)
     for r, i in enumerate((2, 1000)):
         for j in range(5):
             h = xxhash.xxh32_intdigest(i.to_bytes(4, "little") + j.to_bytes(4, "little"), 42)

@@ -28,6 +28,9 @@ ALL_FEATURES = {
     ("bwn_conv2d", "float32", 16, 8, 32): "avx512-table-implicit-im2col",
     ("bwn_conv2d", "float32", 16, 64, 24): "avx512-table",
     ("bwn_conv2d", "float32", 8, 64, 32): "avx512-rows",
+    ("hashed_linear", "float32", 1, 1, 1): "avx512f",
+    ("hashed_linear_backward", "float32", 1, 1, 1): "avx512f",
+    ("hashed_linear", "float32", 1, 16, 1): "block-runs",  # n: the block
 }
 
 # Skylake-SP: AVX-512 F/BW/VL/DQ, but no VPOPCNTDQ and no BF16.
@@ -35,7 +38,8 @@ SKYLAKE = "popcnt,avx2,fma,bmi2,avx512f,avx512bw,avx512vl,avx512dq"
 SKYLAKE_PATHS = {("pack_bits", "float32", 1, 1, 1): "avx512f",
                  ("xnor_gemm", "int32", 5, 5, 1): "avx2",
                  ("bwn_gemm", "float32", 64, 64, 1): "avx512-table",
-                 ("bwn_gemm", "bfloat16", 64, 64, 1): "portable"}
+                 ("bwn_gemm", "bfloat16", 64, 64, 1): "portable",
+                 ("hashed_linear", "float32", 1, 1, 1): "avx512f"}
 
 
 def path(case) -> str:
@@ -53,6 +57,7 @@ def test_capped_levels_use_no_avx512(level):
     with forced_isa(level):
         for case in ALL_FEATURES:
             want = "portable" if level == "portable" or case[1] == "bfloat16" else "avx2"
+            want = "block-runs" if ALL_FEATURES[case] == "block-runs" else want
             assert path(case) == want, case
 
 

@@ -16,7 +16,8 @@ def test_table2_small_run_writes_every_output(tmp_path):
     assert [r["method"] for r in rows] == [m.key for m in METHODS]
     by_key = {r["method"]: r for r in rows}
     assert by_key["cp_squeezenet"]["status"].startswith("not available")
-    for key in ("vgg_s", "hashed", "bwn", "xnor", "binary_activations", "squeezenet"):
+    for key in ("vgg_s", "hashed", "hashed_block16", "bwn", "xnor", "binary_activations",
+                "squeezenet"):
         row = by_key[key]
         assert row["status"] == "ok" and 0 <= row["test_accuracy"] <= 100
         assert row["epoch_s"] > 0 and row["inference_s"] > 0 and row["file_bytes"] > 0
@@ -30,8 +31,9 @@ def test_table2_small_run_writes_every_output(tmp_path):
     fc_bytes = sum(4 * (m.weight.numel() + m.bias.numel()) for m in fc)
     hashed_fc_bytes = sum(4 * (round(m.weight.numel() / 8) + max(1, round(m.bias.numel() / 8)))
                           for m in fc)
-    assert by_key["hashed"]["model_bytes"] == (by_key["vgg_s"]["model_bytes"] - fc_bytes
-                                               + hashed_fc_bytes)
+    for key in ("hashed", "hashed_block16"):
+        assert by_key[key]["model_bytes"] == (by_key["vgg_s"]["model_bytes"] - fc_bytes
+                                              + hashed_fc_bytes)
     assert by_key["hashed"]["file_bytes"] >= by_key["hashed"]["model_bytes"]
     assert by_key["hashed"]["packed_agreement"] == 100  # eval runs the training op
     for name in ("table2.json", "table2.csv", "table2.png"):

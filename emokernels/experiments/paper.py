@@ -4,6 +4,7 @@
 PAPER_TABLE2 = {
     "vgg_s": (97.13, "~374 MB weights (474 MB file)"),
     "hashed": (96.31, "81.64% fewer weights; training 6.7x, inference 4.7x slower"),
+    "hashed_block16": (None, "not in the paper: block hashing (one hash per 16 columns)"),
     "bwn": (98.57, "no memory or speed gain (float simulation)"),
     "xnor": (58.81, "did not converge; 2.4% less inference memory"),
     "binary_activations": (88.32, "slight epoch-time speedup"),

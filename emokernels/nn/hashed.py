@@ -55,17 +55,6 @@ def _check_positive(owner: str, **sizes: int) -> None:
             raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
 
 
-def row_codes(rows: torch.Tensor, in_features: int, num_buckets: int, seed: int, block: int
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bucket index (int64) and sign (float32) of the virtual weights of the given rows,
-    ``[len(rows), in_features]`` each: ``ops.hashed_codes`` restricted to some rows, so that
-    a large layer can be hashed a few rows at a time."""
-    j = torch.arange(in_features, dtype=torch.int64, device=rows.device)
-    h = ops.xxh32_pairs(rows.to(torch.int64)[:, None], (j // block)[None, :], seed)
-    index = ((h >> 1) % num_buckets + j % block) % num_buckets
-    return index, 1.0 - 2.0 * (h & 1).to(torch.float32)
-
-
 @torch.no_grad()
 def bucket_means(weight: torch.Tensor, num_buckets: int, seed: int, block: int = 1
                  ) -> torch.Tensor:
@@ -80,7 +69,7 @@ def bucket_means(weight: torch.Tensor, num_buckets: int, seed: int, block: int =
     step = max(1, _HASH_CHUNK // in_features)
     for start in range(0, out_features, step):
         rows = torch.arange(start, min(start + step, out_features), device=weight.device)
-        index, sign = row_codes(rows, in_features, num_buckets, seed, block)
+        index, sign = ops.hashed_codes(rows, in_features, num_buckets, seed, block)
         values = weight[start : start + step].to(torch.float64) * sign.to(torch.float64)
         sums.index_add_(0, index.flatten(), values.flatten())
         counts += torch.bincount(index.flatten(), minlength=num_buckets)

@@ -66,13 +66,17 @@ def xxh32_pairs(i: torch.Tensor, j: torch.Tensor, seed: int) -> torch.Tensor:
     return h ^ (h >> 16)
 
 
-def hashed_codes(out_features: int, in_features: int, num_buckets: int, seed: int = 0,
+def hashed_codes(rows: int | torch.Tensor, in_features: int, num_buckets: int, seed: int = 0,
                  block: int = 1, device: torch.device | str = "cpu"
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The bucket index (int64) and sign (float32, +-1) of every virtual weight,
-    ``[out_features, in_features]`` each: the slow reference the kernels are tested against."""
-    i = torch.arange(out_features, dtype=torch.int64, device=device)[:, None]
-    j = torch.arange(in_features, dtype=torch.int64, device=device)[None, :]
+    """The bucket index (int64) and sign (float32, +-1) of the virtual weights of ``rows`` (an
+    int ``N``: rows ``0 .. N-1`` on ``device``; or a tensor of row indices, so that a large
+    matrix can be hashed a few rows at a time), ``[len(rows), in_features]`` each: the slow
+    reference the kernels are tested against."""
+    if isinstance(rows, int):
+        rows = torch.arange(rows, dtype=torch.int64, device=device)
+    i = rows.to(torch.int64)[:, None]
+    j = torch.arange(in_features, dtype=torch.int64, device=rows.device)[None, :]
     h = xxh32_pairs(i, j // block, seed)
     index = ((h >> 1) % num_buckets + j % block) % num_buckets
     sign = 1.0 - 2.0 * (h & 1).to(torch.float32)

@@ -8,3 +8,5 @@
 #include "cuda/pack_bits.cu"
 #include "cuda/xnor_gemm.cu"
 #include "cuda/xnor_gemm_scaled.cu"
+#include "cuda/hashed_linear.cu"
+#include "cuda/hashed_linear_backward.cu"
