@@ -7,6 +7,7 @@ import glob
 import os
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 if "CUDA_HOME" not in os.environ and os.path.exists("/usr/local/cuda/bin/nvcc"):
     # torch's own guess follows `which nvcc`, which may be a symlink dir without the libraries.
@@ -67,7 +68,22 @@ def extension():
     )
 
 
+class BuildPyWithKernelHeaders(build_py):
+    """Ships the kernel headers (csrc/core, csrc/cuda) in the package as emokernels/_csrc: the
+    CuPy path compiles them at run time where the extension was built without CUDA."""
+
+    def run(self):
+        super().run()
+        for pattern in ("csrc/core/**/*.h", "csrc/cuda/*.cuh"):
+            for path in glob.glob(os.path.join(HERE, pattern), recursive=True):
+                rel = os.path.relpath(path, os.path.join(HERE, "csrc"))
+                target = os.path.join(self.build_lib, "emokernels", "_csrc", rel)
+                self.mkpath(os.path.dirname(target))
+                self.copy_file(path, target)
+
+
 setup(
     ext_modules=[extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True),
+              "build_py": BuildPyWithKernelHeaders},
 )

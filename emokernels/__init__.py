@@ -4,6 +4,7 @@ import torch  # noqa: F401  (the extension links against torch's libraries)
 
 from . import (
     _C,  # noqa: F401  (registers torch.ops.emokernels.*)
+    cupy_backend,
     ops,
 )
 from .convert import convert, freeze
@@ -19,6 +20,10 @@ from .nn import (
     XnorLinear,
 )
 from .storage import load_compressed, model_size_bytes, save_compressed
+
+# Built without a CUDA toolkit, on a machine with a GPU and CuPy: the CUDA kernels compiled at
+# run time instead (no-op otherwise).
+cupy_backend.register()
 
 __version__ = "0.1.0"
 

@@ -77,7 +77,7 @@ __global__ void bwn_gemm_kernel(bwn::BwnProblem<T> p, BwnRows rows) {
   }
 }
 
-inline LaunchShape bwn_gemm_shape(int64_t m, int64_t n) {
+__host__ __device__ inline LaunchShape bwn_gemm_shape(int64_t m, int64_t n) {
   return {grid_2d(blocks_for(m, kBwnTile), blocks_for(n, kBwnTile)), dim3(kBwnThreads)};
 }
 
@@ -121,11 +121,13 @@ __global__ void bwn_gemv_kernel(bwn::BwnProblem<T> p) {
   }
 }
 
-inline LaunchShape bwn_gemv_shape(int64_t n) {
+__host__ __device__ inline LaunchShape bwn_gemv_shape(int64_t n) {
   return {dim3(static_cast<unsigned>(blocks_for(n, kBwnGemvWarps))), dim3(32 * kBwnGemvWarps)};
 }
 
 // Dense x with few rows takes the GEMV; everything else (and every convolution) the tiles.
-inline bool bwn_use_gemv(int64_t m, bool conv) { return !conv && m <= kBwnGemvMaxRows; }
+__host__ __device__ inline bool bwn_use_gemv(int64_t m, bool conv) {
+  return !conv && m <= kBwnGemvMaxRows;
+}
 
 }  // namespace emokernels::cuda

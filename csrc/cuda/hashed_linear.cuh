@@ -13,8 +13,6 @@
 // whose sums do not depend on the order of the additions.
 #pragma once
 
-#include <cmath>
-
 #include "../core/hashed/hashed_problem.h"
 #include "device.cuh"
 
@@ -76,7 +74,7 @@ __global__ void hashed_matmul_kernel(GeneratedMatmul g) {
   }
 }
 
-inline LaunchShape hashed_matmul_shape(int64_t m, int64_t cols) {
+__host__ __device__ inline LaunchShape hashed_matmul_shape(int64_t m, int64_t cols) {
   return {grid_2d(blocks_for(m, kHashedTile), blocks_for(cols, kHashedTile)),
           dim3(kHashedThreads)};
 }
@@ -84,7 +82,9 @@ inline LaunchShape hashed_matmul_shape(int64_t m, int64_t cols) {
 constexpr int kHashedGemvMaxRows = 4;
 constexpr int kHashedGemvWarps = 8;
 
-inline bool hashed_use_gemv(int64_t m) { return m <= kHashedGemvMaxRows; }
+__host__ __device__ inline bool hashed_use_gemv(int64_t m) {
+  return m <= kHashedGemvMaxRows;
+}
 
 // out [m, cols] = x [m, depth] @ W.T (+ bias) for m <= MaxRows.
 template <int MaxRows>
@@ -108,7 +108,7 @@ __global__ void hashed_gemv_kernel(GeneratedMatmul g) {
   }
 }
 
-inline LaunchShape hashed_gemv_shape(int64_t cols) {
+__host__ __device__ inline LaunchShape hashed_gemv_shape(int64_t cols) {
   return {grid_2d(blocks_for(cols, kHashedGemvWarps), 1), dim3(32 * kHashedGemvWarps)};
 }
 
@@ -169,7 +169,7 @@ __global__ void hashed_bucket_grad_kernel(BucketGrad g) {
   }
 }
 
-inline LaunchShape hashed_bucket_grad_shape(int64_t n, int64_t k) {
+__host__ __device__ inline LaunchShape hashed_bucket_grad_shape(int64_t n, int64_t k) {
   return {grid_2d(blocks_for(n, kHashedTile), blocks_for(k, kHashedTile)), dim3(kHashedThreads)};
 }
 

@@ -11,7 +11,7 @@ namespace emokernels::cuda {
 // half and bfloat16 convert to float exactly.
 template <typename T>
 __device__ inline bool sign_bit(T v) {
-  if constexpr (std::is_same_v<T, double> || std::is_same_v<T, float>) {
+  if constexpr (stdlib::is_same_v<T, double> || stdlib::is_same_v<T, float>) {
     return v >= T(0);
   } else {
     return static_cast<float>(v) >= 0.0f;
@@ -36,7 +36,7 @@ __global__ void pack_bits_kernel(const T* x, uint32_t* out, int64_t rows, int64_
   }
 }
 
-inline LaunchShape pack_bits_shape(int64_t rows, int64_t words) {
+__host__ __device__ inline LaunchShape pack_bits_shape(int64_t rows, int64_t words) {
   const int64_t warps = rows * words;
   const int64_t blocks = blocks_for(warps, kPackWarpsPerBlock);
   return {dim3(static_cast<unsigned>(blocks < 65535 ? blocks : 65535)),

@@ -70,7 +70,7 @@ __global__ void xnor_gemm_kernel(xnor::XnorProblem p) {
   }
 }
 
-inline LaunchShape xnor_gemm_shape(const xnor::XnorProblem& p) {
+__host__ __device__ inline LaunchShape xnor_gemm_shape(const xnor::XnorProblem& p) {
   return {grid_2d(blocks_for(p.m, kXnorTile), blocks_for(p.n, kXnorTile)), dim3(kXnorThreads)};
 }
 
@@ -136,7 +136,7 @@ __global__ void xnor_gemm_mma_kernel(xnor::XnorProblem p) {
   }
 }
 
-inline LaunchShape xnor_gemm_mma_shape(const xnor::XnorProblem& p) {
+__host__ __device__ inline LaunchShape xnor_gemm_mma_shape(const xnor::XnorProblem& p) {
   return {grid_2d(blocks_for(p.m, kMmaTileM), blocks_for(p.n, kMmaTileN)), dim3(kMmaThreads)};
 }
 

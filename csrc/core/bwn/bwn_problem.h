@@ -3,8 +3,7 @@
 // scalar reference of one output and the epilogue, shared by every backend.
 #pragma once
 
-#include <cfloat>
-#include <cstdint>
+#include "../common/std.h"
 
 #include "../common/bits.h"
 

@@ -2,7 +2,7 @@
 // for sign +1 (x >= 0); bits past k are 0 when packed, and ignored when read.
 #pragma once
 
-#include <cstdint>
+#include "std.h"
 
 #include "hd.h"
 

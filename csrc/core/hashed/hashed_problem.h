@@ -9,7 +9,7 @@
 // and column B*r + o reads bucket (b0 + o) % num_buckets. block = 1 is exact hashing.
 #pragma once
 
-#include <cstdint>
+#include "../common/std.h"
 
 #include "../common/hd.h"
 
@@ -43,7 +43,7 @@ EMOKERNELS_HD uint32_t finish(uint32_t state, uint32_t j) {
 struct FastMod {
   uint32_t d, magic, shift;
 
-  static FastMod make(uint32_t d) {
+  EMOKERNELS_HD static FastMod make(uint32_t d) {
     uint32_t s = 0;
     while ((uint64_t{1} << s) < d) ++s;
     const uint64_t p = uint64_t{1} << (31 + s);
@@ -66,7 +66,7 @@ struct HashedProblem {
 
 // The problem of W [rows, cols] over num_buckets buckets (checked by the op: <= 2^30) with
 // block a power of two.
-inline HashedProblem make_problem(const float* buckets, int64_t num_buckets, int64_t seed,
+EMOKERNELS_HD HashedProblem make_problem(const float* buckets, int64_t num_buckets, int64_t seed,
                                   int64_t block, int64_t rows, int64_t cols) {
   uint32_t shift = 0;
   while ((int64_t{1} << shift) < block) ++shift;

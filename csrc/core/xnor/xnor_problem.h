@@ -2,7 +2,7 @@
 // scalar reference of one output and the fused epilogue, shared by every backend.
 #pragma once
 
-#include <cstdint>
+#include "../common/std.h"
 
 #include "../common/bits.h"
 

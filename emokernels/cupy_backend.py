@@ -1,0 +1,309 @@
+"""The CUDA kernels compiled at run time through CuPy (NVRTC), for an install built without a
+CUDA toolkit on a machine with a GPU: the same kernel headers (csrc/cuda/*.cuh) as the compiled
+extension, registered as the ops' CUDA kernels on torch tensors.
+
+:func:`register` does it when the extension has no CUDA kernels, a GPU is present and CuPy
+(``pip install emokernels[cupy]``) imports; emokernels calls it at import. Launch arguments are
+the kernels' own structs, built as NumPy structured scalars whose layout :data:`STRUCTS` maps
+to the C++ types (checked against the C++ compiler by the tests: plain structs of pointers and
+fixed-width integers, laid out alike on the host and the device).
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import importlib.util
+import os
+
+import numpy as np
+import torch
+
+from .ops import _checks
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Every kernel as the launchers instantiate it (template arguments spelled for NVRTC).
+ELEMENT = {torch.float32: "float", torch.float64: "double", torch.float16: "__half",
+           torch.bfloat16: "__nv_bfloat16"}
+KERNELS = [
+    *(f"emokernels::cuda::pack_bits_kernel<{t}>" for t in ELEMENT.values()),
+    *(f"emokernels::cuda::xnor_gemm{mma}_kernel<{fused}>" for mma in ("", "_mma")
+      for fused in ("false", "true")),
+    *(f"emokernels::cuda::bwn_{kind}_kernel<{t}>" for kind in ("gemm", "gemv")
+      for t in ("float", "__half", "__nv_bfloat16")),
+    *(f"emokernels::cuda::hashed_matmul_kernel<{f}>" for f in ("false", "true")),
+    "emokernels::cuda::hashed_gemv_kernel<4>",
+    *(f"emokernels::cuda::hashed_bucket_grad_kernel<{f}>" for f in ("false", "true")),
+]
+
+
+def _struct(fields: list[tuple[str, object]]) -> np.dtype:
+    return np.dtype(fields, align=True)  # C layout: each field at its natural alignment
+
+
+_PTR, _I64, _U32 = np.uint64, np.int64, np.uint32
+FAST_MOD = _struct([("d", _U32), ("magic", _U32), ("shift", _U32)])
+HASHED_PROBLEM = _struct([("buckets", _PTR), ("nb", FAST_MOD), ("seed", _U32),
+                          ("block_shift", _U32), ("rows", _I64), ("cols", _I64)])
+GENERATED_MATMUL = _struct([("a", _PTR), ("w", HASHED_PROBLEM), ("bias", _PTR), ("c", _PTR),
+                            ("m", _I64), ("depth", _I64), ("cols", _I64)])
+BUCKET_GRAD = _struct([("grad", _PTR), ("x", _PTR), ("w", HASHED_PROBLEM), ("out", _PTR),
+                       ("fixed", _PTR), ("scale", np.float64), ("m", _I64)])
+XNOR_PROBLEM = _struct([("a", _PTR), ("b", _PTR), ("m", _I64), ("n", _I64),
+                        ("row_words", _I64), ("k", _I64), ("last_mask", _U32),
+                        ("out_i32", _PTR), ("out_f32", _PTR), ("scale", _PTR), ("bias", _PTR),
+                        ("offset", _PTR), ("offset_rows", _I64)])
+BWN_PROBLEM = _struct([("x", _PTR), ("w", _PTR), ("alpha", _PTR), ("row_sums", _PTR),
+                       ("out", _PTR), ("m", _I64), ("n", _I64), ("k", _I64), ("words", _I64),
+                       ("conv", _PTR)])
+BWN_ROWS = _struct([("k", _I64), ("conv", np.bool_),
+                    *((name, _I64) for name in ("ho", "wo", "h", "w", "c", "kw", "sh", "sw",
+                                                "dh", "dw"))])
+# C++ type -> its NumPy twin
+STRUCTS = {
+    "emokernels::hashed::FastMod": FAST_MOD,
+    "emokernels::hashed::HashedProblem": HASHED_PROBLEM,
+    "emokernels::cuda::GeneratedMatmul": GENERATED_MATMUL,
+    "emokernels::cuda::BucketGrad": BUCKET_GRAD,
+    "emokernels::xnor::XnorProblem": XNOR_PROBLEM,
+    "emokernels::bwn::BwnProblem<float>": BWN_PROBLEM,  # pointers only: one layout for any T
+    "emokernels::cuda::BwnRows": BWN_ROWS,
+}
+
+
+def header_dir() -> str:
+    """The kernel headers: shipped in the package (``_csrc``) or the source tree's csrc/."""
+    shipped = os.path.join(_HERE, "_csrc")
+    return shipped if os.path.isdir(shipped) else os.path.join(os.path.dirname(_HERE), "csrc")
+
+
+def source() -> str:
+    """One translation unit of every kernel header."""
+    headers = sorted(glob.glob(os.path.join(header_dir(), "cuda", "*.cuh")))
+    return "#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n" + "".join(
+        f'#include "cuda/{os.path.basename(h)}"\n' for h in headers)
+
+
+def options() -> tuple[str, ...]:
+    """NVRTC options: C++17, no fused multiply-add (the CPU's multiply-then-add epilogues)."""
+    return ("-std=c++17", "--fmad=false", f"-I{header_dir()}")
+
+
+def available() -> bool:
+    """A GPU, CuPy, and an extension built without CUDA kernels."""
+    return (torch.cuda.is_available() and not torch.ops.emokernels.cuda_compiled()
+            and importlib.util.find_spec("cupy") is not None)
+
+
+@functools.cache
+def _module(device: int):
+    import cupy
+
+    with cupy.cuda.Device(device):
+        return cupy.RawModule(code=source(), options=options(), name_expressions=KERNELS)
+
+
+def _ptr(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def _fill(dtype: np.dtype, **values) -> np.ndarray:
+    out = np.zeros(1, dtype)
+    for name, value in values.items():
+        out[name] = value
+    return out
+
+
+def _blocks(items: int, per_block: int) -> int:
+    return (items + per_block - 1) // per_block
+
+
+def _launch(device: torch.device, name: str, grid: tuple[int, ...], block: int, *args) -> None:
+    """Launches a kernel of :data:`KERNELS` on torch's current stream of ``device``."""
+    import cupy
+
+    grid = (*grid, 1, 1)[:3]
+    if not (1 <= grid[0] <= 2**31 - 1 and grid[1] <= 65535):
+        raise RuntimeError(f"emokernels: the problem needs a grid of {grid[0]} x {grid[1]} "
+                           "blocks, beyond CUDA's limits (2^31 - 1 x 65535 x 65535)")
+    kernel = _module(device.index).get_function(name)
+    stream = torch.cuda.current_stream(device).cuda_stream
+    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream):
+        kernel(grid, (block,), args)
+
+
+def pack_bits(x: torch.Tensor) -> torch.Tensor:
+    shape = _checks.pack_bits_output_shape(x)
+    x = x.contiguous()
+    out = torch.empty(shape, dtype=torch.int32, device=x.device)
+    k, words = x.shape[-1], shape[-1]
+    rows = x.numel() // k
+    if rows:
+        _launch(x.device, f"emokernels::cuda::pack_bits_kernel<{ELEMENT[x.dtype]}>",
+                (min(_blocks(rows * words, 8), 65535),), 256, np.uint64(_ptr(x)),
+                np.uint64(_ptr(out)), np.int64(rows), np.int64(k), np.int64(words))
+    return out
+
+
+def _xnor_tensor_cores(device: torch.device) -> bool:
+    major = torch.cuda.get_device_capability(device)[0]
+    forced = os.environ.get("EMOKERNELS_CUDA_XNOR", "")
+    if forced == "":
+        return 8 <= major < 10  # Blackwell emulates b1 mma: the CUDA-core tiles there
+    if forced not in ("cores", "tensor-cores"):
+        raise RuntimeError(f"EMOKERNELS_CUDA_XNOR={forced} is not one of: cores, tensor-cores")
+    if forced == "tensor-cores" and major < 8:
+        raise RuntimeError("EMOKERNELS_CUDA_XNOR=tensor-cores needs sm_80 or later")
+    return forced == "tensor-cores"
+
+
+def _run_xnor(a, b, k: int, fused: bool, **epilogue) -> None:
+    """xnor_gemm(_scaled) on the path the device takes; epilogue: the output and (fused) the
+    scale / bias / offset fields of the problem."""
+    m, n = a.shape[0], b.shape[0]
+    p = _fill(XNOR_PROBLEM, a=_ptr(a), b=_ptr(b), m=m, n=n, row_words=a.shape[1], k=k,
+              last_mask=(1 << (k % 32)) - 1 if k % 32 else 0xFFFFFFFF,
+              **{"offset_rows": 1, **epilogue})
+    flag = "true" if fused else "false"
+    if _xnor_tensor_cores(a.device):
+        _launch(a.device, f"emokernels::cuda::xnor_gemm_mma_kernel<{flag}>",
+                (_blocks(m, 64), _blocks(n, 32)), 128, p)
+    else:
+        _launch(a.device, f"emokernels::cuda::xnor_gemm_kernel<{flag}>",
+                (_blocks(m, 64), _blocks(n, 64)), 256, p)
+
+
+def xnor_gemm(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    shape = _checks.xnor_gemm_output_shape(a, b, k)
+    out = torch.empty(shape, dtype=torch.int32, device=a.device)
+    if out.numel():
+        _run_xnor(a.contiguous(), b.contiguous(), k, False, out_i32=_ptr(out))
+    return out
+
+
+def xnor_gemm_scaled(a, b, k: int, scale, bias=None, offset=None) -> torch.Tensor:
+    shape = _checks.xnor_gemm_scaled_output_shape(a, b, k, scale, bias, offset)
+    out = torch.empty(shape, dtype=torch.float32, device=a.device)
+    if out.numel():
+        scale = scale.contiguous()
+        bias = None if bias is None else bias.contiguous()
+        offset = None if offset is None else offset.contiguous()
+        _run_xnor(a.contiguous(), b.contiguous(), k, True, out_f32=_ptr(out),
+                  scale=_ptr(scale), bias=_ptr(bias), offset=_ptr(offset),
+                  offset_rows=1 if offset is None else offset.shape[0])
+    return out
+
+
+def _bwn(x, w, alpha, out, m: int, n: int, k: int, rows: np.ndarray | None) -> None:
+    alpha = alpha.to(torch.float32).contiguous()
+    p = _fill(BWN_PROBLEM, x=_ptr(x), w=_ptr(w), alpha=_ptr(alpha), out=_ptr(out), m=m, n=n,
+              k=k, words=w.shape[1])
+    element = ELEMENT[x.dtype]
+    if rows is None and m <= 4:
+        _launch(x.device, f"emokernels::cuda::bwn_gemv_kernel<{element}>", (_blocks(n, 8),),
+                256, p)
+    else:
+        rows = _fill(BWN_ROWS, k=k) if rows is None else rows
+        _launch(x.device, f"emokernels::cuda::bwn_gemm_kernel<{element}>",
+                (_blocks(m, 64), _blocks(n, 64)), 256, p, rows)
+
+
+def bwn_gemm(x, w_bits, alpha, k: int) -> torch.Tensor:
+    shape = _checks.bwn_gemm_output_shape(x, w_bits, alpha, k)
+    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    if out.numel():
+        _bwn(x.contiguous(), w_bits.contiguous(), alpha, out, shape[0], shape[1], k, None)
+    return out
+
+
+def bwn_conv2d(x, w_bits, alpha, kernel_size, stride, dilation) -> torch.Tensor:
+    shape = _checks.bwn_conv2d_output_shape(x, w_bits, alpha, kernel_size, stride, dilation)
+    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    if out.numel():
+        b, h, w, c = x.shape
+        (_, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+        k = kernel_size[0] * kw * c
+        rows = _fill(BWN_ROWS, k=k, conv=True, ho=shape[1], wo=shape[2], h=h, w=w, c=c, kw=kw,
+                     sh=sh, sw=sw, dh=dh, dw=dw)
+        _bwn(x.contiguous(), w_bits.contiguous(), alpha, out, b * shape[1] * shape[2],
+             shape[3], k, rows)
+    return out
+
+
+def _hashed_problem(buckets, seed: int, block: int, rows: int, cols: int) -> np.ndarray:
+    d = buckets.shape[0]
+    shift = (d - 1).bit_length()  # ceil(log2 d): FastMod's magic number, as in the core
+    nb = _fill(FAST_MOD, d=d, magic=((1 << (31 + shift)) + d - 1) // d, shift=31 + shift)
+    return _fill(HASHED_PROBLEM, buckets=_ptr(buckets), nb=nb, seed=seed,
+                 block_shift=block.bit_length() - 1, rows=rows, cols=cols)
+
+
+def hashed_linear(x, buckets, out_features: int, seed: int, block: int,
+                  bias=None) -> torch.Tensor:
+    m, n = _checks.hashed_linear_output_shape(x, buckets, out_features, seed, block, bias)
+    out = torch.empty((m, n), dtype=torch.float32, device=x.device)
+    if m:
+        x, buckets = x.contiguous(), buckets.contiguous()
+        bias = None if bias is None else bias.contiguous()
+        k = x.shape[1]
+        g = _fill(GENERATED_MATMUL, a=_ptr(x), w=_hashed_problem(buckets, seed, block, n, k),
+                  bias=_ptr(bias), c=_ptr(out), m=m, depth=k, cols=n)
+        if m <= 4:
+            _launch(x.device, "emokernels::cuda::hashed_gemv_kernel<4>", (_blocks(n, 8),), 256,
+                    g)
+        else:
+            _launch(x.device, "emokernels::cuda::hashed_matmul_kernel<true>",
+                    (_blocks(m, 64), _blocks(n, 64)), 256, g)
+    return out
+
+
+def hashed_linear_backward(grad, x, buckets, seed: int, block: int, output_mask,
+                           deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    _checks.check_hashed_linear_backward(grad, x, buckets, seed, block)
+    grad, x, buckets = grad.contiguous(), x.contiguous(), buckets.contiguous()
+    (m, k), n, nb = x.shape, grad.shape[1], buckets.shape[0]
+    w = _hashed_problem(buckets, seed, block, n, k)
+    grad_x = torch.empty((m, k) if output_mask[0] else (0,), device=x.device)
+    grad_buckets = torch.zeros(nb if output_mask[1] else 0, device=x.device)
+    if output_mask[0] and m:
+        g = _fill(GENERATED_MATMUL, a=_ptr(grad), w=w, c=_ptr(grad_x), m=m, depth=n, cols=k)
+        _launch(x.device, "emokernels::cuda::hashed_matmul_kernel<false>",
+                (_blocks(m, 64), _blocks(k, 64)), 256, g)
+    if output_mask[1] and m:
+        grid = (_blocks(n, 64), _blocks(k, 64))
+        if deterministic:
+            bound = (grad.double().abs().sum(1) * x.double().abs().sum(1)).sum().item()
+            if not np.isfinite(bound):
+                raise RuntimeError("hashed_linear_backward: the deterministic bucket gradient "
+                                   "needs finite grad and x (found inf or NaN)")
+            scale = 1.0 if bound == 0 else float(np.ldexp(1.0, 62 - int(np.ceil(np.log2(bound)))))
+            fixed = torch.zeros(nb, dtype=torch.int64, device=x.device)
+            g = _fill(BUCKET_GRAD, grad=_ptr(grad), x=_ptr(x), w=w, fixed=_ptr(fixed),
+                      scale=scale, m=m)
+            _launch(x.device, "emokernels::cuda::hashed_bucket_grad_kernel<true>", grid, 256, g)
+            grad_buckets = (fixed.double() / scale).float()
+        else:
+            g = _fill(BUCKET_GRAD, grad=_ptr(grad), x=_ptr(x), w=w, out=_ptr(grad_buckets),
+                      scale=1.0, m=m)
+            _launch(x.device, "emokernels::cuda::hashed_bucket_grad_kernel<false>", grid, 256, g)
+    return grad_x, grad_buckets
+
+
+OPS = {"pack_bits": pack_bits, "xnor_gemm": xnor_gemm, "xnor_gemm_scaled": xnor_gemm_scaled,
+       "bwn_gemm": bwn_gemm, "bwn_conv2d": bwn_conv2d, "hashed_linear": hashed_linear,
+       "hashed_linear_backward": hashed_linear_backward}
+
+_LIBRARY: list = []  # the torch.library.Library that holds the registrations, kept alive
+
+
+def register() -> bool:
+    """Registers :data:`OPS` as the CUDA kernels of ``torch.ops.emokernels`` if
+    :func:`available`; returns whether it did (once per process)."""
+    if _LIBRARY or not available():
+        return bool(_LIBRARY)
+    library = torch.library.Library("emokernels", "IMPL")
+    for name, fn in OPS.items():
+        library.impl(name, fn, "CUDA")
+    _LIBRARY.append(library)
+    return True
