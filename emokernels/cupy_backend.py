@@ -3,7 +3,8 @@ CUDA toolkit on a machine with a GPU: the same kernel headers (csrc/cuda/*.cuh) 
 extension, registered as the ops' CUDA kernels on torch tensors.
 
 :func:`register` does it when the extension has no CUDA kernels, a GPU is present and CuPy
-(``pip install emokernels[cupy]``) imports; emokernels calls it at import. Launch arguments are
+(``pip install emokernels[cupy]``) imports; emokernels calls it at import. Each process compiles
+the kernels once per device, on its first call there (seconds). Launch arguments are
 the kernels' own structs, built as NumPy structured scalars whose layout :data:`STRUCTS` maps
 to the C++ types (checked against the C++ compiler by the tests: plain structs of pointers and
 fixed-width integers, laid out alike on the host and the device).
@@ -97,11 +98,21 @@ def available() -> bool:
 
 
 @functools.cache
-def _module(device: int):
+def _kernels(device: int) -> dict:
+    """Every kernel of :data:`KERNELS`, compiled by NVRTC and loaded on ``device`` (once per
+    process and device). Not through CuPy's cached compile: that adds ``-ftz=true``, flushing
+    float32 subnormals (a negative subnormal would pack as +1), unlike the nvcc build and the
+    CPU; and its disk cache is keyed by the source text, which here only names the headers."""
     import cupy
+    from cupy._core.core import assemble_cupy_compiler_options
+    from cupy.cuda import compiler, function
 
     with cupy.cuda.Device(device):
-        return cupy.RawModule(code=source(), options=options(), name_expressions=KERNELS)
+        binary, mapping = compiler.compile_using_nvrtc(
+            source(), assemble_cupy_compiler_options(options()), name_expressions=KERNELS)
+        module = function.Module()
+        module.load(binary)
+        return {name: module.get_function(mapping[name]) for name in KERNELS}
 
 
 def _ptr(t: torch.Tensor | None) -> int:
@@ -125,11 +136,12 @@ def _launch(device: torch.device, name: str, grid: tuple[int, ...], block: int, 
 
     grid = (*grid, 1, 1)[:3]
     if not (1 <= grid[0] <= 2**31 - 1 and grid[1] <= 65535):
-        raise RuntimeError(f"emokernels: the problem needs a grid of {grid[0]} x {grid[1]} "
-                           "blocks, beyond CUDA's limits (2^31 - 1 x 65535 x 65535)")
-    kernel = _module(device.index).get_function(name)
-    stream = torch.cuda.current_stream(device).cuda_stream
-    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream):
+        raise RuntimeError(f"emokernels: the problem needs a grid of {grid[0]} x {grid[1]} x "
+                           f"{grid[2]} blocks, beyond CUDA's limits (2^31 - 1 x 65535 x 65535)")
+    index = torch.cuda.current_device() if device.index is None else device.index
+    kernel = _kernels(index)[name]
+    stream = torch.cuda.current_stream(index).cuda_stream
+    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream):
         kernel(grid, (block,), args)
 
 
@@ -222,10 +234,13 @@ def bwn_conv2d(x, w_bits, alpha, kernel_size, stride, dilation) -> torch.Tensor:
     out = torch.empty(shape, dtype=x.dtype, device=x.device)
     if out.numel():
         b, h, w, c = x.shape
-        (_, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
-        k = kernel_size[0] * kw * c
-        rows = _fill(BWN_ROWS, k=k, conv=True, ho=shape[1], wo=shape[2], h=h, w=w, c=c, kw=kw,
-                     sh=sh, sw=sw, dh=dh, dw=dw)
+        (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+        k = kh * kw * c
+        # A stride with one output, a dilation with one tap: unused, normalized as in C++.
+        ho, wo = shape[1], shape[2]
+        rows = _fill(BWN_ROWS, k=k, conv=True, ho=ho, wo=wo, h=h, w=w, c=c, kw=kw,
+                     sh=1 if ho == 1 else sh, sw=1 if wo == 1 else sw, dh=1 if kh == 1 else dh,
+                     dw=1 if kw == 1 else dw)
         _bwn(x.contiguous(), w_bits.contiguous(), alpha, out, b * shape[1] * shape[2],
              shape[3], k, rows)
     return out
@@ -264,8 +279,8 @@ def hashed_linear_backward(grad, x, buckets, seed: int, block: int, output_mask,
     grad, x, buckets = grad.contiguous(), x.contiguous(), buckets.contiguous()
     (m, k), n, nb = x.shape, grad.shape[1], buckets.shape[0]
     w = _hashed_problem(buckets, seed, block, n, k)
-    grad_x = torch.empty((m, k) if output_mask[0] else (0,), device=x.device)
-    grad_buckets = torch.zeros(nb if output_mask[1] else 0, device=x.device)
+    grad_x = torch.empty((m, k) if output_mask[0] else (0,), dtype=torch.float32, device=x.device)
+    grad_buckets = torch.zeros(nb if output_mask[1] else 0, dtype=torch.float32, device=x.device)
     if output_mask[0] and m:
         g = _fill(GENERATED_MATMUL, a=_ptr(grad), w=w, c=_ptr(grad_x), m=m, depth=n, cols=k)
         _launch(x.device, "emokernels::cuda::hashed_matmul_kernel<false>",
@@ -273,7 +288,8 @@ def hashed_linear_backward(grad, x, buckets, seed: int, block: int, output_mask,
     if output_mask[1] and m:
         grid = (_blocks(n, 64), _blocks(k, 64))
         if deterministic:
-            bound = (grad.double().abs().sum(1) * x.double().abs().sum(1)).sum().item()
+            bound = (grad.abs().sum(1, dtype=torch.float64)
+                     * x.abs().sum(1, dtype=torch.float64)).sum().item()
             if not np.isfinite(bound):
                 raise RuntimeError("hashed_linear_backward: the deterministic bucket gradient "
                                    "needs finite grad and x (found inf or NaN)")
