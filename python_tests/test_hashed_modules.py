@@ -9,7 +9,7 @@ import emokernels as ek
 from emokernels import ops
 from emokernels.nn import hashed
 
-from .test_storage import _set_layer, assert_unchanged, rewrite, snapshot
+from .test_storage import _set_layer, assert_load_rejected, rewrite
 
 
 def reference_weight(buckets: torch.Tensor, rows: int, cols: int, seed: int, block: int
@@ -389,11 +389,7 @@ def test_binary_and_hashed_layers_round_trip_together(tmp_path):
 def test_mismatch_is_an_error_and_changes_nothing(tmp_path, make_target, message):
     path = tmp_path / "m.safetensors"
     ek.save_compressed(ek.convert(small_net(), "hashed", **HASHED_OPTIONS), path)
-    target = make_target()
-    before = snapshot(target)
-    with pytest.raises(ValueError, match=message):
-        ek.load_compressed(target, path)
-    assert_unchanged(target, before)
+    assert_load_rejected(path, make_target(), message)
 
 
 @pytest.mark.parametrize("state_change, meta_change, message", [
@@ -412,11 +408,7 @@ def test_corrupt_hashed_file_is_an_error_and_changes_nothing(tmp_path, state_cha
     path = tmp_path / "m.safetensors"
     ek.save_compressed(ek.convert(small_net(), "hashed", **HASHED_OPTIONS), path)
     rewrite(path, state_change, meta_change)
-    target = small_net()
-    before = snapshot(target)
-    with pytest.raises(ValueError, match=message):
-        ek.load_compressed(target, path)
-    assert_unchanged(target, before)
+    assert_load_rejected(path, small_net(), message)
 
 
 @pytest.mark.parametrize("make, error, message", [

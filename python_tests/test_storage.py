@@ -102,6 +102,15 @@ def snapshot(model: nn.Module) -> dict:
             "state": {k: v.clone() for k, v in model.state_dict().items()}}
 
 
+def assert_load_rejected(path, target: nn.Module, message: str) -> None:
+    """load_compressed(target, path) is a ValueError matching message that leaves target as
+    it was (all or nothing)."""
+    before = snapshot(target)
+    with pytest.raises(ValueError, match=message):
+        ek.load_compressed(target, path)
+    assert_unchanged(target, before)
+
+
 def assert_unchanged(model: nn.Module, before: dict) -> None:
     assert [(n, id(m)) for n, m in model.named_modules()] == before["modules"]
     state = model.state_dict()
@@ -120,11 +129,7 @@ def test_mismatched_architecture_is_an_error_and_changes_nothing(tmp_path, make_
                                                                   message):
     path = tmp_path / "m.safetensors"
     ek.save_compressed(ek.convert(net(), "xnor"), path)
-    target = make_target()
-    before = snapshot(target)
-    with pytest.raises(ValueError, match=message):
-        ek.load_compressed(target, path)
-    assert_unchanged(target, before)
+    assert_load_rejected(path, make_target(), message)
 
 
 def rewrite(path, transform_state=None, transform_meta=None):
@@ -170,11 +175,7 @@ def test_corrupt_file_is_an_error_and_changes_nothing(tmp_path, state_change, me
     path = tmp_path / "m.safetensors"
     ek.save_compressed(ek.convert(net(), "xnor", scale_activations=True), path)
     rewrite(path, state_change, meta_change)
-    target = net()
-    before = snapshot(target)
-    with pytest.raises(ValueError, match=message):
-        ek.load_compressed(target, path)
-    assert_unchanged(target, before)
+    assert_load_rejected(path, net(), message)
 
 
 def test_truncated_file_is_an_error(tmp_path):

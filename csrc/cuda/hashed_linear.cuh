@@ -23,6 +23,20 @@ constexpr int kHashedDepth = 16;
 constexpr int kHashedThreads = 256;  // 16 x 16, each 4 x 4 outputs
 constexpr int kHashedPitch = kHashedTile + 1;  // shared rows padded against bank conflicts
 
+// acc[i][j] += a[r][ty + 16 i] * b[r][tx + 16 j] over the kHashedDepth staged rows r of two
+// shared tiles: each thread's 4 x 4 sub-tile of the block's 64 x 64 outputs.
+__device__ inline void accumulate_tiles(const float* a, const float* b, float (&acc)[4][4],
+                                        int tx, int ty) {
+  for (int r = 0; r < kHashedDepth; ++r) {
+    float av[4], bv[4];
+    for (int i = 0; i < 4; ++i) av[i] = a[r * kHashedPitch + ty + 16 * i];
+    for (int j = 0; j < 4; ++j) bv[j] = b[r * kHashedPitch + tx + 16 * j];
+    for (int i = 0; i < 4; ++i) {
+      for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+  }
+}
+
 // c [m, cols] = a [m, depth] @ B (+ bias), B [depth, cols] = W.T (Forward) or W.
 struct GeneratedMatmul {
   const float* a;
@@ -54,14 +68,7 @@ __global__ void hashed_matmul_kernel(GeneratedMatmul g) {
       b_tile[kb * kHashedPitch + col] = v;
     }
     __syncthreads();
-    for (int kk = 0; kk < kHashedDepth; ++kk) {
-      float av[4], bv[4];
-      for (int i = 0; i < 4; ++i) av[i] = a_tile[kk * kHashedPitch + ty + 16 * i];
-      for (int j = 0; j < 4; ++j) bv[j] = b_tile[kk * kHashedPitch + tx + 16 * j];
-      for (int i = 0; i < 4; ++i) {
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-      }
-    }
+    accumulate_tiles(a_tile, b_tile, acc, tx, ty);
     __syncthreads();
   }
   for (int i = 0; i < 4; ++i) {
@@ -141,14 +148,7 @@ __global__ void hashed_bucket_grad_kernel(BucketGrad g) {
       x_tile[r * kHashedPitch + col] = m < g.m && j0 + col < k ? g.x[m * k + j0 + col] : 0.0f;
     }
     __syncthreads();
-    for (int r = 0; r < kHashedDepth; ++r) {
-      float gv[4], xv[4];
-      for (int i = 0; i < 4; ++i) gv[i] = g_tile[r * kHashedPitch + ty + 16 * i];
-      for (int j = 0; j < 4; ++j) xv[j] = x_tile[r * kHashedPitch + tx + 16 * j];
-      for (int i = 0; i < 4; ++i) {
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(gv[i], xv[j], acc[i][j]);
-      }
-    }
+    accumulate_tiles(g_tile, x_tile, acc, tx, ty);
     __syncthreads();
   }
   for (int i = 0; i < 4; ++i) {
