@@ -44,6 +44,10 @@ EMOKERNELS_LIBRARY(m) {
       "hashed_linear_backward(Tensor grad, Tensor x, Tensor buckets, int seed, int block, "
       "bool[2] output_mask, bool deterministic) -> (Tensor, Tensor)");
 
+  m.def(
+      "cp_conv2d(Tensor x, Tensor u_in, Tensor k_v, Tensor k_h, Tensor u_out, Tensor? bias, "
+      "int[2] stride, int[2] padding) -> Tensor");
+
   m.def("cpu_features() -> str", &cpu_features_op);
   m.def("cpu_isa() -> str", &cpu_isa_op);
   m.def("cpu_kernel_path(str op, str dtype, int m=1, int n=1, int channels=1) -> str",

@@ -24,6 +24,7 @@ KERNEL_CASES = {
                    ("float32 other C", "float32", 256, 256, 3)],
     # n stands for the block of the hashed ops
     "hashed_linear": [("exact hashing", "float32", 1, 1, 1), ("block > 1", "float32", 1, 16, 1)],
+    "cp_conv2d": [("float32", "float32", 1, 1, 1)],
 }
 
 

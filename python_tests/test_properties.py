@@ -287,6 +287,32 @@ def bwn_conv2d_args(draw, target: str | None) -> list:
     return [*args, *geometry]
 
 
+@st.composite
+def cp_conv2d_args(draw, target: str | None) -> list:
+    b, c, r, n = (draw(st.integers(1, 3)) for _ in range(4))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    names = [*tensor_faults("x", 4), *tensor_faults("u_in", 2), *tensor_faults("k_v", 2),
+             *tensor_faults("k_h", 2), *tensor_faults("u_out", 2), *tensor_faults("bias", 1),
+             ("geometry", "value"), ("geometry", "length")]
+    bad = draw(faults(names, target))
+    shapes = {"x": (b, c, h, w), "u_in": (r, c), "k_v": (r, kh), "k_h": (r, kw),
+              "u_out": (n, r)}
+    args = [draw(tensor_arg(name, shape, torch.float32, bad)) for name, shape in shapes.items()]
+    args.append(draw(optional_arg("bias", (n,), torch.float32, bad)))
+    # Valid: the kernel fits the padded image (small images get padding).
+    geometry = [[draw(st.integers(1, 3)) for _ in range(2)],
+                [max(0, (kh - h + 1) // 2), max(0, (kw - w + 1) // 2) + draw(st.integers(0, 1))]]
+    if ("geometry", "value") in bad:
+        geometry[draw(st.integers(0, 1))][draw(st.integers(0, 1))] = draw(
+            st.sampled_from(GEOMETRY_EXTREMES))
+    if ("geometry", "length") in bad:
+        geometry[draw(st.integers(0, 1))] = draw(st.lists(
+            st.sampled_from(GEOMETRY_EXTREMES), min_size=1, max_size=3).filter(
+                lambda v: len(v) != 2))
+    return [*args, *geometry]
+
+
 # Per op: its argument strategy and the arguments it can break. Each test item breaks one
 # argument (or, for None, any two), so that every check is exercised in every run.
 PARITY = {"pack_bits": (pack_bits_args, ("x",)),
@@ -294,7 +320,9 @@ PARITY = {"pack_bits": (pack_bits_args, ("x",)),
           "xnor_gemm_scaled": (functools.partial(xnor_gemm_args, scaled=True),
                                ("a", "b", "k", "scale", "bias", "offset")),
           "bwn_gemm": (bwn_gemm_args, ("x", "w", "alpha", "k")),
-          "bwn_conv2d": (bwn_conv2d_args, ("x", "w", "alpha", "geometry"))}
+          "bwn_conv2d": (bwn_conv2d_args, ("x", "w", "alpha", "geometry")),
+          "cp_conv2d": (cp_conv2d_args, ("x", "u_in", "k_v", "k_h", "u_out", "bias",
+                                         "geometry"))}
 
 
 @pytest.mark.parametrize("name, target", [

@@ -25,9 +25,10 @@ std::string cpu_kernel_path(const std::string& op, const std::string& dtype, int
   }
   // n: the block of hashed_linear (1: exact hashing).
   if (op == "hashed_linear" || op == "hashed_linear_backward") return path_name(hashed_path(n));
+  if (op == "cp_conv2d") return path_name(cp_path());
   TORCH_CHECK(false, "cpu_kernel_path: unknown op '", op,
               "'; expected pack_bits, xnor_gemm, xnor_gemm_scaled, bwn_gemm, bwn_conv2d, "
-              "hashed_linear or hashed_linear_backward");
+              "hashed_linear, hashed_linear_backward or cp_conv2d");
 }
 
 }  // namespace emokernels

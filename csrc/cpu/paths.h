@@ -96,6 +96,20 @@ inline const char* path_name(HashedPath p) {
                                  : "portable";
 }
 
+enum class CpPath { Avx512, Avx2, Portable };
+
+// cp_conv2d: register-tiled float GEMMs and depthwise filters, 16 (AVX-512F) or 8 (AVX2)
+// lanes wide, or portable vector code.
+inline CpPath cp_path() {
+  if (cpu_can_run(kAvx512fFeatures)) return CpPath::Avx512;
+  if (cpu_can_run(kAvx2Features)) return CpPath::Avx2;
+  return CpPath::Portable;
+}
+
+inline const char* path_name(CpPath p) {
+  return p == CpPath::Avx512 ? "avx512f" : p == CpPath::Avx2 ? "avx2" : "portable";
+}
+
 // The path `op` takes for an input of `dtype` ("float32", "bfloat16", ...) with m rows and n
 // columns of output (channels: a convolution's input channels). An error for an unknown op.
 // For hashed_linear(_backward), n is the block (1: exact hashing).

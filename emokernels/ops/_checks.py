@@ -171,3 +171,55 @@ def check_hashed_linear_backward(grad, x, buckets, seed: int, block: int) -> Non
     check_features(grad.shape[1], op, "out_features (grad.shape[1])")
     torch._check(grad.shape[0] == x.shape[0],
                  lambda: f"{op}: grad has {grad.shape[0]} rows but x has {x.shape[0]}")
+
+
+CP_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def cp_conv2d_output_shape(x, u_in, k_v, k_h, u_out, bias, stride, padding,
+                           op: str = "cp_conv2d", dtypes: tuple = (torch.float32,)) -> tuple:
+    """Checks of ``cp_conv2d`` (and, with ``dtypes=CP_DTYPES``, of its Triton kernel):
+    x ``[B, C, H, W]``, u_in ``[R, C]``, k_v ``[R, kh]``, k_h ``[R, kw]``, u_out ``[N, R]``,
+    bias ``[N]``, all of one dtype and device -> ``(B, N, Ho, Wo)``."""
+    check_rank(x, 4, op, "x")
+    named = [(u_in, "u_in"), (k_v, "k_v"), (k_h, "k_h"), (u_out, "u_out")]
+    for t, name in named:
+        check_rank(t, 2, op, name)
+    if bias is not None:
+        check_rank(bias, 1, op, "bias")
+        named.append((bias, "bias"))
+    names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+    torch._check(x.dtype in dtypes, lambda: f"{op}: x must be one of {names}, got {x.dtype}")
+    for t, name in named:
+        torch._check(t.dtype == x.dtype,
+                     lambda t=t, name=name: f"{op}: {name} must have x's dtype {x.dtype}, got "
+                                            f"{t.dtype}")
+        check_same_device(x, t, op)
+    torch._check(len(stride) == 2 and len(padding) == 2,
+                 lambda: f"{op}: stride and padding must have 2 entries")
+    torch._check(all(1 <= s <= INT32_MAX for s in stride),
+                 lambda: f"{op}: stride must be in [1, 2^31 - 1], got {list(stride)}")
+    torch._check(all(0 <= p <= INT32_MAX for p in padding),
+                 lambda: f"{op}: padding must be in [0, 2^31 - 1], got {list(padding)}")
+    b, c, h, w = x.shape
+    r, n = u_in.shape[0], u_out.shape[0]
+    kh, kw = k_v.shape[1], k_h.shape[1]
+    torch._check(b >= 1 and c >= 1 and h >= 1 and w >= 1,
+                 lambda: f"{op}: x [B, C, H, W] must be non-empty, got {tuple(x.shape)}")
+    torch._check(r >= 1 and n >= 1 and kh >= 1 and kw >= 1,
+                 lambda: f"{op}: the factors must be non-empty (rank, out channels, kernel)")
+    torch._check(u_in.shape[1] == c,
+                 lambda: f"{op}: u_in is [R, {u_in.shape[1]}] but x has {c} channels")
+    torch._check(k_v.shape[0] == r and k_h.shape[0] == r and u_out.shape[1] == r,
+                 lambda: f"{op}: the factors disagree on the rank: u_in {tuple(u_in.shape)}, "
+                         f"k_v {tuple(k_v.shape)}, k_h {tuple(k_h.shape)}, u_out "
+                         f"{tuple(u_out.shape)}")
+    torch._check(bias is None or bias.shape[0] == n,
+                 lambda: f"{op}: bias has {bias.shape[0]} entries but u_out has {n} rows")
+    (sh, sw), (ph, pw) = stride, padding
+    torch._check(h + 2 * ph <= INT32_MAX and w + 2 * pw <= INT32_MAX,
+                 lambda: f"{op}: the padded image exceeds 2^31 - 1 rows or columns")
+    torch._check(kh <= h + 2 * ph and kw <= w + 2 * pw,
+                 lambda: f"{op}: the {kh}x{kw} kernel does not fit the padded "
+                         f"{h + 2 * ph}x{w + 2 * pw} image")
+    return (b, n, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
