@@ -71,11 +71,21 @@ def test_non_contiguous_input_and_factors(isa):
     assert_close_to_reference(ops.cp_conv2d(x, *fs, (1, 2), (1, 1)), x, fs, (1, 2), (1, 1))
 
 
-def test_large_batch_uses_many_blocks(isa):
-    # Enough rows that the output is split into many row blocks over both threads.
-    x = torch.randn(5, 8, 40, 33)
-    fs = factors(8, 30, 24, 3, 3)
-    assert_close_to_reference(ops.cp_conv2d(x, *fs, (1, 1), (1, 1)), x, fs, (1, 1), (1, 1))
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (5, 2, 2), (2, 3, 0), (3, 1, 4)])
+def test_many_row_blocks(isa, threads, kernel, stride, padding):
+    # Tall images split into many row blocks; one thread walks consecutive blocks of an image
+    # and reuses the input rows they share.
+    x = torch.randn(3, 8, 160, 33)
+    fs = factors(8, 30, 24, kernel, kernel)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for y in (x, x.to(memory_format=torch.channels_last)):
+            out = ops.cp_conv2d(y, *fs, (stride, stride), (padding, padding))
+            assert_close_to_reference(out, y, fs, (stride, stride), (padding, padding))
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_values_propagate_like_the_dense_convolution():

@@ -17,13 +17,16 @@ namespace {
 // The R-channel rows of a block stay within this much of a core's L2.
 constexpr int64_t kBlockBudgetBytes = 384 * 1024;
 
-// The most output rows whose intermediates fit the budget, fewer when that would leave
-// threads without a block.
+// The most output rows whose intermediates fit the budget; with fewer images than threads,
+// few enough that every thread gets a share of each image.
 int64_t block_rows(const cp::CpGeometry& g) {
   int64_t rows = 1;
   while (rows < g.ho && cp_cpu::block_bytes(g, rows + 1) <= kBlockBudgetBytes) ++rows;
-  const int64_t want_blocks = 2 * static_cast<int64_t>(at::get_num_threads());
-  while (rows > 1 && g.b * ((g.ho + rows - 1) / rows) < want_blocks) --rows;
+  const int64_t threads = at::get_num_threads();
+  if (g.b < threads) {
+    const int64_t shares = (threads + g.b - 1) / g.b;
+    rows = std::min(rows, (g.ho + shares - 1) / shares);
+  }
   return rows;
 }
 

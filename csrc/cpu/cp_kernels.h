@@ -55,24 +55,28 @@ struct CpPlan {
   int64_t block_rows;  // output rows per block
 };
 
-// A block's rows: output rows [oh0, oh1) read input rows [ih0, ih1).
+// A block's rows: output rows [oh0, oh1) read input rows [ih0, ih1), held in z1 from its
+// start (channel-major: each rank channel's rows z1_stride floats apart).
 struct CpBlock {
   const cp::CpGeometry* g;
   const float* k_v;
   const float* k_h;
-  int64_t oh0, oh1, ih0, ih1;
+  int64_t oh0, oh1, ih0, ih1, z1_stride;
 };
 
-// One thread's buffers: z1 (the input rows projected to R channels), z3 (the filtered output
-// rows), one zero-padded row, and GEMM scratch.
+// One thread's buffers: z1 (the input rows projected to R channels; which rows of which image
+// it holds), z3 (the filtered output rows), one zero-padded row, and GEMM scratch.
 struct CpWorkspace {
   std::vector<float> storage;
   float *z1, *z3, *row;
+  int64_t z1_stride;
+  int64_t image = -1, row0 = 0, row1 = 0;
   GemmScratch scratch;
 
   explicit CpWorkspace(const CpPlan& plan) {
     const cp::CpGeometry& g = plan.g;
-    const int64_t z1_size = g.r * g.rows_read(plan.block_rows) * g.w;
+    z1_stride = g.rows_read(plan.block_rows) * g.w;
+    const int64_t z1_size = g.r * z1_stride;
     const int64_t z3_size = g.r * plan.block_rows * g.wo;
     const int64_t row_size = g.padded_width() * (plan.channels_last ? g.r : 1);
     storage.resize(z1_size + z3_size + row_size);
