@@ -65,7 +65,7 @@ struct CpBlock {
 };
 
 // One thread's buffers: z1 (the input rows projected to R channels; which rows of which image
-// it holds), z3 (the filtered output rows), one zero-padded row, and GEMM scratch.
+// it holds), z3 (the filtered output rows), the depthwise filters' rows, and GEMM scratch.
 struct CpWorkspace {
   std::vector<float> storage;
   float *z1, *z3, *row;
@@ -78,7 +78,10 @@ struct CpWorkspace {
     z1_stride = g.rows_read(plan.block_rows) * g.w;
     const int64_t z1_size = g.r * z1_stride;
     const int64_t z3_size = g.r * plan.block_rows * g.wo;
-    const int64_t row_size = g.padded_width() * (plan.channels_last ? g.r : 1);
+    // Channel-last: one zero-padded row of R channels; channel-major: the vertical filter's
+    // output rows of one rank channel, and one zero-padded row.
+    const int64_t row_size = plan.channels_last ? g.padded_width() * g.r
+                                                : plan.block_rows * g.w + g.padded_width();
     storage.resize(z1_size + z3_size + row_size);
     z1 = storage.data();
     z3 = z1 + z1_size;
