@@ -14,10 +14,12 @@ from .nn import (
     BinaryInputConv2d,
     BinaryInputLinear,
     BinaryLinear,
+    CPConv2d,
     HashedConv2d,
     HashedLinear,
     XnorConv2d,
     XnorLinear,
+    cp_rank_for_error,
 )
 from .storage import load_compressed, model_size_bytes, save_compressed
 
@@ -33,12 +35,14 @@ __all__ = [
     "BinaryInputConv2d",
     "BinaryInputLinear",
     "BinaryLinear",
+    "CPConv2d",
     "HashedConv2d",
     "HashedLinear",
     "XnorConv2d",
     "XnorLinear",
     "__version__",
     "convert",
+    "cp_rank_for_error",
     "freeze",
     "load_compressed",
     "model_size_bytes",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from .nn.packed_weight import PackedWeightMixin
-from .registry import METHODS, method_options
+from .registry import LAYER_TYPES, METHODS, method_options
 
 FilterFn = Callable[[str, nn.Module], bool]
 
@@ -31,13 +31,20 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
         model: any module tree; layers are matched by exact type (subclasses are left alone).
         method: ``"xnor"`` (XnorConv2d / XnorLinear), ``"bwn"`` (BinaryConv2d / BinaryLinear),
             ``"binary-activations"`` (BinaryInputConv2d / BinaryInputLinear: sign(x) into
-            float weights) or ``"hashed"`` (HashedConv2d / HashedLinear: buckets fitted to the
-            float weights).
-        filter_fn: ``filter_fn(qualified_name, module) -> bool``; only layers it accepts change.
-        keep_first_last: keep the first and the last eligible layer in float (the usual choice
-            for binary networks).
+            float weights), ``"hashed"`` (HashedConv2d / HashedLinear: buckets fitted to the
+            float weights) or ``"cp"`` (CPConv2d: a CP-ALS fit of the kernel; only
+            convolutions whose kernel is larger than 1x1, linear layers are kept).
+        filter_fn: ``filter_fn(qualified_name, module) -> bool``, asked about the layers the
+            method can replace; only layers it accepts change.
+        keep_first_last: keep the model's first and last conv / linear layer in float (the
+            usual choice for binary networks), whether or not the method could replace them.
+            For ``"cp"`` the rank is absolute, fit for some layers only (the paper decomposed
+            two chosen layers): pick them with ``filter_fn`` (and ``keep_first_last=False``
+            when one of them is the first or the last layer).
         **options: passed to the new layers (``scale_activations=True`` for ``"xnor"``;
-            ``compression``, ``seed``, ``block``, ``hash_bias`` for ``"hashed"``).
+            ``compression``, ``seed``, ``block``, ``hash_bias`` for ``"hashed"``; ``rank``,
+            required, for ``"cp"``: one ALS fit per layer, about 10 s for 256x64x3x3 at
+            rank 192).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
@@ -57,12 +64,14 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
     layers = _candidates(model)
     if keep_first_last:
         layers = layers[1:-1]
+    conv_cls, linear_cls = METHODS[method]
     for name, layer in layers:
+        cls = conv_cls if isinstance(layer, nn.Conv2d) else linear_cls
+        if cls is None or not LAYER_TYPES[cls.__name__].accepts(layer):
+            continue
         if filter_fn is not None and not filter_fn(name, layer):
             continue
-        conv_cls, linear_cls = METHODS[method]
-        new = (conv_cls if isinstance(layer, nn.Conv2d) else linear_cls).from_float(layer,
-                                                                                   **options)
+        new = cls.from_float(layer, **options)
         new.train(layer.training)
         _set_submodule(model, name, new)
     return model

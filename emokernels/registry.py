@@ -13,6 +13,7 @@ from .nn import (
     BinaryInputConv2d,
     BinaryInputLinear,
     BinaryLinear,
+    CPConv2d,
     HashedConv2d,
     HashedLinear,
     XnorConv2d,
@@ -28,16 +29,23 @@ class LayerType:
     ``shell(float_layer, **options)``, when given, makes the empty layer that
     ``load_compressed`` fills from a file (default: ``cls.from_float``, then packed
     placeholders for binary layers); it saves fitting weights that the load overwrites.
+    ``eligible(float_layer) -> bool``, when given, narrows the layers ``convert`` replaces
+    (default: every layer of class ``replaces``).
     """
 
     cls: type
     replaces: type
     options: dict[str, type] = field(default_factory=dict)
     shell: Callable[..., nn.Module] | None = None
+    eligible: Callable[[nn.Module], bool] | None = None
 
     def options_of(self, module: nn.Module) -> dict:
         """The layer's options as they are saved."""
         return {name: getattr(module, name) for name in self.options}
+
+    def accepts(self, module: nn.Module) -> bool:
+        """Whether ``convert`` replaces ``module`` (its exact class, then ``eligible``)."""
+        return type(module) is self.replaces and (self.eligible is None or self.eligible(module))
 
 
 _XNOR_OPTIONS = {"scale_activations": bool}
@@ -53,14 +61,18 @@ LAYER_TYPES: dict[str, LayerType] = {t.cls.__name__: t for t in (
     LayerType(BinaryInputLinear, nn.Linear),
     LayerType(HashedConv2d, nn.Conv2d, _HASHED_OPTIONS, HashedConv2d.shaped_like),
     LayerType(HashedLinear, nn.Linear, _HASHED_OPTIONS, HashedLinear.shaped_like),
+    # A 1x1 kernel is a matrix: CP would only factor it into two 1x1 convolutions.
+    LayerType(CPConv2d, nn.Conv2d, {"rank": int}, CPConv2d.shaped_like,
+              lambda conv: tuple(conv.kernel_size) != (1, 1)),
 )}
 
-# convert()'s methods: the replacement for nn.Conv2d and for nn.Linear.
-METHODS: dict[str, tuple[type, type]] = {
+# convert()'s methods: the replacement for nn.Conv2d and for nn.Linear (None: kept).
+METHODS: dict[str, tuple[type, type | None]] = {
     "xnor": (XnorConv2d, XnorLinear),
     "bwn": (BinaryConv2d, BinaryLinear),
     "binary-activations": (BinaryInputConv2d, BinaryInputLinear),
     "hashed": (HashedConv2d, HashedLinear),
+    "cp": (CPConv2d, None),
 }
 
 # The float layers compressed layers replace (matched by exact type).

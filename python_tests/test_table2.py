@@ -5,19 +5,20 @@ from torch import nn
 
 from emokernels.experiments.table2 import METHODS, Settings, format_table, run_table2
 from emokernels.models import vgg_s
+from emokernels.models.squeezenet import CP_LAYERS
 
 
 def test_table2_small_run_writes_every_output(tmp_path):
-    # fc 512: the hashed layers generate every virtual weight per call, at any batch size
+    # fc 512: the hashed layers generate every virtual weight per call, at any batch size;
+    # a few ALS sweeps: the CP fits of two 256x64x3x3 kernels take ~10 s each by default
     settings = Settings(train_size=48, epochs=1, steps_per_epoch=2, lr=1e-2, batch_size=4,
                         measure_size=48, timing_repeats=1, identities=6, fc_width=512,
-                        measure_fc_width=512)
+                        measure_fc_width=512, cp_n_iter_max=2)
     rows = run_table2(settings, str(tmp_path), log=lambda _: None)
     assert [r["method"] for r in rows] == [m.key for m in METHODS]
     by_key = {r["method"]: r for r in rows}
-    assert by_key["cp_squeezenet"]["status"].startswith("not available")
     for key in ("vgg_s", "hashed", "hashed_block16", "bwn", "xnor", "binary_activations",
-                "squeezenet"):
+                "squeezenet", "cp_squeezenet"):
         row = by_key[key]
         assert row["status"] == "ok" and 0 <= row["test_accuracy"] <= 100
         assert row["epoch_s"] > 0 and row["inference_s"] > 0 and row["file_bytes"] > 0
@@ -36,6 +37,14 @@ def test_table2_small_run_writes_every_output(tmp_path):
                                               + hashed_fc_bytes)
     assert by_key["hashed"]["file_bytes"] >= by_key["hashed"]["model_bytes"]
     assert by_key["hashed"]["packed_agreement"] == 100  # eval runs the training op
+    # CP: the trained SqueezeNet's two 64->256 3x3 layers at rank 192, fine-tuned
+    cp = by_key["cp_squeezenet"]
+    assert cp["model_bytes"] == by_key["squeezenet"]["model_bytes"] - 2 * 4 * (
+        256 * 64 * 9 - 192 * (64 + 3 + 3 + 256))
+    assert cp["size_ratio"] < 0.8 and len(cp["history"]) == 1
+    assert set(cp["decomposition_error"]) == set(CP_LAYERS)
+    assert all(0 < e < 1 for e in cp["decomposition_error"].values())
+    assert 0 <= cp["compressed_accuracy"] <= 100 and cp["packed_agreement"] == 100
     for name in ("table2.json", "table2.csv", "table2.png"):
         assert os.path.getsize(tmp_path / name) > 0
     saved = json.loads((tmp_path / "table2.json").read_text())

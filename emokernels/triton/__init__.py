@@ -1,0 +1,1 @@
+"""Triton kernels of the ops that run on GPUs (imported lazily: Triton is optional on the CPU)."""
