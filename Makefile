@@ -34,6 +34,8 @@ bench: install
 	$(PY) benchmarks/bench_xnor_gemm.py
 	$(PY) benchmarks/bench_bwn_gemm.py
 	$(PY) benchmarks/bench_binary_conv.py
+	$(PY) benchmarks/bench_hashed.py --quick
+	$(PY) benchmarks/bench_cp_conv.py
 
 # On a machine with an NVIDIA GPU: CUDA build, CUDA tests (a subset under memcheck), the b1
 # tensor-core micro-benchmark and the GPU benchmarks. It installs into $(PYTHON) as it is, so

@@ -99,6 +99,8 @@ fi
 if want test; then
   step "CUDA device and build" cuda_ready
   step "pytest -m cuda" "$PYTHON" -m pytest -q -m cuda python_tests
+  # The Triton kernel's tests run on the GPU wherever there is one (the interpreter elsewhere).
+  step "pytest triton" "$PYTHON" -m pytest -q python_tests/test_cp_triton.py
 fi
 if want memcheck; then
   sanitizer=$(command -v compute-sanitizer || true)
@@ -122,6 +124,10 @@ if want bench; then
   step "bench xnor_gemm cuda" "$PYTHON" benchmarks/bench_xnor_gemm.py --device cuda ${BENCH_ARGS:-}
   # shellcheck disable=SC2086
   step "bench bwn_gemm cuda" "$PYTHON" benchmarks/bench_bwn_gemm.py --device cuda ${BENCH_ARGS:-}
+  # shellcheck disable=SC2086
+  step "bench hashed cuda" "$PYTHON" benchmarks/bench_hashed.py --device cuda ${BENCH_ARGS:-}
+  # shellcheck disable=SC2086
+  step "bench cp_conv2d cuda" "$PYTHON" benchmarks/bench_cp_conv.py --device cuda ${BENCH_ARGS:-}
 fi
 
 printf '\n=== summary (%s)\n' "${slug}"
