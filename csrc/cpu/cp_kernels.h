@@ -98,8 +98,6 @@ inline int64_t block_bytes(const cp::CpGeometry& g, int64_t rows) {
 
 // ---- the paths: cp_tiles.inc once per ISA ----
 
-#define EK_ZERO() EK_V{}
-
 // Portable: GCC vector extensions, lowered to whatever the baseline target has.
 namespace emokernels::cp_cpu::portable_ops {
 typedef float V __attribute__((vector_size(16)));
@@ -116,20 +114,12 @@ namespace emokernels::cp_cpu {
 #define EK_ATTR
 #define EK_LANES 4
 #define EK_V portable_ops::V
+#define EK_ZERO() EK_V{}
 #define EK_LOAD portable_ops::load
 #define EK_BCAST(s) (EK_V{} + (s))
 #define EK_FMA(a, b, c) ((a) * (b) + (c))
 #define EK_STORE portable_ops::store
 #include "cp_tiles.inc"
-#undef EK_NS
-#undef EK_ATTR
-#undef EK_LANES
-#undef EK_V
-#undef EK_LOAD
-#undef EK_BCAST
-#undef EK_FMA
-#undef EK_STORE
-#undef EK_ZERO
 
 #define EK_NS avx2
 #define EK_ATTR EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
@@ -141,15 +131,6 @@ namespace emokernels::cp_cpu {
 #define EK_FMA _mm256_fmadd_ps
 #define EK_STORE _mm256_storeu_ps
 #include "cp_tiles.inc"
-#undef EK_NS
-#undef EK_ATTR
-#undef EK_LANES
-#undef EK_V
-#undef EK_ZERO
-#undef EK_LOAD
-#undef EK_BCAST
-#undef EK_FMA
-#undef EK_STORE
 
 #define EK_NS avx512
 #define EK_ATTR EMOKERNELS_TARGET(EMOKERNELS_AVX512F_TARGET)
@@ -161,13 +142,4 @@ namespace emokernels::cp_cpu {
 #define EK_FMA _mm512_fmadd_ps
 #define EK_STORE _mm512_storeu_ps
 #include "cp_tiles.inc"
-#undef EK_NS
-#undef EK_ATTR
-#undef EK_LANES
-#undef EK_V
-#undef EK_ZERO
-#undef EK_LOAD
-#undef EK_BCAST
-#undef EK_FMA
-#undef EK_STORE
 }  // namespace emokernels::cp_cpu
