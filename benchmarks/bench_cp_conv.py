@@ -1,8 +1,9 @@
 """cp_conv2d (the fused CP convolution) versus the dense convolution it replaces and the
 four-layer sequence the paper ran, all in the same run.
 
-CPU: dense ``F.conv2d`` (oneDNN) in NCHW and channels-last, the four ``F.conv2d`` stages, and
-the fused C++ kernel in NCHW and channels-last, timed interleaved (one call of each method per
+CPU: dense ``F.conv2d`` (oneDNN) in NCHW and channels-last, the four ``F.conv2d`` stages,
+tensorly-torch's factorized CP convolution when it is installed (``tltorch``), and the fused C++
+kernel in NCHW and channels-last, timed interleaved (one call of each method per
 round, many rounds; medians), so a noisy machine slows every method alike. CUDA: dense cuDNN
 (float32, TF32 off, and float16), the four stages and the fused Triton kernel.
 Layers: the paper's SqueezeNet-1.1 fire8/fire9 3x3 expand (64->256) at 224 and 64 input, a
@@ -18,8 +19,14 @@ import time
 import torch
 import torch.nn.functional as F
 from harness import bench, is_cuda, ratio_text, report
+from torch import nn
 
 from emokernels import ops
+
+try:  # optional: the factorized layers users of TensorLy reach for
+    import tltorch
+except ImportError:
+    tltorch = None
 
 # name: (C, N, k, stride, padding, H)
 LAYERS = {
@@ -46,6 +53,9 @@ class Case:
         self.bias = torch.randn(n, generator=gen).to(device)
         self.weight = ops.cp_dense_weight(*self.factors)
         self.geometry = ((stride, stride), (padding, padding))
+        self.tltorch = None if tltorch is None else tltorch.FactorizedConv.from_conv(
+            nn.Conv2d(c, n, k, stride, padding), rank=rank, factorization="cp",
+            implementation="factorized", decompose_weights=False).to(device)
         self.macs = {"dense": c * n * k * k,
                      "cp": rank * (c + 2 * k + n)}  # per output pixel
 
@@ -56,6 +66,8 @@ class Case:
         out = {"dense": lambda: F.conv2d(x, w, b, stride, padding),
                "four_stage": lambda: ops.cp_conv2d_reference(x, *fs, b, stride, padding),
                "fused": lambda: ops.cp_conv2d(x, *fs, b, stride, padding)}
+        if self.tltorch is not None:
+            out["tltorch"] = lambda: self.tltorch(x)
         if is_cuda(device):
             half = [t.half() for t in (x, *fs, b, w)]
             out["dense_fp16"] = lambda: F.conv2d(half[0], half[5], half[4], stride, padding)
@@ -96,12 +108,14 @@ def measure(label: str, layer: tuple, rank: int, batch: int, device: str, budget
     if is_cuda(device):
         row["fused_vs_dense"] = times["dense"] / times["fused"]
         row["fused_vs_four_stage"] = times["four_stage"] / times["fused"]
+        row["fused_vs_tltorch"] = times["tltorch"] / times["fused"] if "tltorch" in times else None
         row["fused_fp16_vs_dense_fp16"] = times["dense_fp16"] / times["fused_fp16"]
     else:
         best_dense, best_fused = min(times["dense"], times["dense_cl"]), min(
             times["fused"], times["fused_cl"])
         row["fused_vs_dense"] = best_dense / best_fused
         row["fused_vs_four_stage"] = times["four_stage"] / best_fused
+        row["fused_vs_tltorch"] = times["tltorch"] / best_fused if "tltorch" in times else None
         pixels = batch * ((h + 2 * layer[4] - k) // layer[3] + 1) ** 2
         row["fused_gmacs"] = pixels * case.macs["cp"] / best_fused / 1e9
         row["dense_gmacs"] = pixels * case.macs["dense"] / best_dense / 1e9
@@ -130,7 +144,11 @@ def columns(device: str) -> list[tuple[str, str, str]]:
             ("flop_ratio", "flop ratio", ".2f")]
     methods = CUDA_METHODS if is_cuda(device) else CPU_METHODS
     cols += [(f"{m}_ms", f"{m} ms", ".3f") for m in methods]
+    if tltorch is not None:
+        cols.append(("tltorch_ms", "tltorch ms", ".3f"))
     cols += [("fused_vs_dense", "vs dense", ".2f"), ("fused_vs_four_stage", "vs 4-stage", ".2f")]
+    if tltorch is not None:
+        cols.append(("fused_vs_tltorch", "vs tltorch", ".2f"))
     if is_cuda(device):
         cols.append(("fused_fp16_vs_dense_fp16", "fp16 vs dense", ".2f"))
     else:
