@@ -21,7 +21,7 @@ from .nn import (
     XnorLinear,
     cp_rank_for_error,
 )
-from .storage import load_compressed, model_size_bytes, save_compressed
+from .storage import convert_from_file, load_compressed, model_size_bytes, save_compressed
 
 # Built without a CUDA toolkit, on a machine with a GPU and CuPy: the CUDA kernels compiled at
 # run time instead (no-op otherwise).
@@ -42,6 +42,7 @@ __all__ = [
     "XnorLinear",
     "__version__",
     "convert",
+    "convert_from_file",
     "cp_rank_for_error",
     "freeze",
     "load_compressed",

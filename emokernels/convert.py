@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .nn.packed_weight import PackedWeightMixin
-from .registry import LAYER_TYPES, METHODS, method_options
+from .nn.packed_weight import PackedWeightMixin, row_blocks
+from .registry import LAYER_TYPES, METHODS, LayerType, method_options
 
 FilterFn = Callable[[str, nn.Module], bool]
 
@@ -24,11 +24,14 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
-            keep_first_last: bool = True, **options) -> nn.Module:
+            keep_first_last: bool = True, freeze: bool = False, **options) -> nn.Module:
     """Replaces ``nn.Conv2d`` / ``nn.Linear`` layers of ``model`` in place and returns it.
 
     Args:
         model: any module tree; layers are matched by exact type (subclasses are left alone).
+            Layers on the meta device (a model built under ``with torch.device("meta"):``)
+            become meta layers, nothing fitted nor allocated: the architecture
+            :func:`~emokernels.load_compressed` fills.
         method: ``"xnor"`` (XnorConv2d / XnorLinear), ``"bwn"`` (BinaryConv2d / BinaryLinear),
             ``"binary-activations"`` (BinaryInputConv2d / BinaryInputLinear: sign(x) into
             float weights), ``"hashed"`` (HashedConv2d / HashedLinear: buckets fitted to the
@@ -41,11 +44,31 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
             For ``"cp"`` the rank is absolute, fit for some layers only (the paper decomposed
             two chosen layers): pick them with ``filter_fn`` (and ``keep_first_last=False``
             when one of them is the first or the last layer).
+        freeze: then :func:`freeze` the model, each binary layer as it is converted: packed
+            straight from the float weight, a block of rows at a time, with no float copy of
+            it (``convert`` then ``freeze`` holds a float copy of every converted layer).
         **options: passed to the new layers (``scale_activations=True`` for ``"xnor"``;
             ``compression``, ``seed``, ``block``, ``hash_bias`` for ``"hashed"``; ``rank``,
             required, for ``"cp"``: one ALS fit per layer, about 10 s for 256x64x3x3 at
             rank 192).
     """
+    for name, layer, kind in conversions(model, method, filter_fn, keep_first_last, options):
+        if freeze and issubclass(kind.cls, PackedWeightMixin):
+            new = kind.shaped_like(layer, options)
+            new.freeze_from((layer.weight[rows] for rows in row_blocks(layer.weight.shape)),
+                            layer.bias)
+        else:
+            new = kind.cls.from_float(layer, **options)
+        new.train(layer.training)
+        _set_submodule(model, name, new)
+    return _freeze(model) if freeze else model
+
+
+def conversions(model: nn.Module, method: str, filter_fn: FilterFn | None,
+                keep_first_last: bool, options: dict) -> list[tuple[str, nn.Module, LayerType]]:
+    """The layers :func:`convert` replaces: ``(qualified name, float layer, new layer type)``
+    in model order. Validates ``method`` and ``options`` (floats given as ints become floats,
+    in ``options``); changes nothing of ``model``."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
     accepted = method_options(method)
@@ -65,16 +88,15 @@ def convert(model: nn.Module, method: str, filter_fn: FilterFn | None = None,
     if keep_first_last:
         layers = layers[1:-1]
     conv_cls, linear_cls = METHODS[method]
+    chosen = []
     for name, layer in layers:
         cls = conv_cls if isinstance(layer, nn.Conv2d) else linear_cls
         if cls is None or not LAYER_TYPES[cls.__name__].accepts(layer):
             continue
         if filter_fn is not None and not filter_fn(name, layer):
             continue
-        new = cls.from_float(layer, **options)
-        new.train(layer.training)
-        _set_submodule(model, name, new)
-    return model
+        chosen.append((name, layer, LAYER_TYPES[cls.__name__]))
+    return chosen
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -83,6 +105,10 @@ def freeze(model: nn.Module) -> nn.Module:
     A frozen model runs inference only; its resident weight memory is the packed size. Hashed
     layers have nothing to pack (their buckets are already all they store) and stay as they are.
     """
+    return _freeze(model)
+
+
+def _freeze(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, PackedWeightMixin):
             module.freeze()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from .nn import (
@@ -19,6 +20,7 @@ from .nn import (
     XnorConv2d,
     XnorLinear,
 )
+from .nn.weight_cache import empty_twin
 
 
 @dataclass(frozen=True)
@@ -26,11 +28,11 @@ class LayerType:
     """A compressed layer class, the float class it replaces, and its constructor options
     (name -> type) that are part of the saved model.
 
-    ``shell(float_layer, **options)``, when given, makes the empty layer that
-    ``load_compressed`` fills from a file (default: ``cls.from_float``, then packed
-    placeholders for binary layers); it saves fitting weights that the load overwrites.
-    ``eligible(float_layer) -> bool``, when given, narrows the layers ``convert`` replaces
-    (default: every layer of class ``replaces``).
+    ``shell(float_layer, device=..., **options)``, when given, makes a layer with
+    ``float_layer``'s geometry without fitting it (default: the constructor, as
+    ``from_float`` calls it): :meth:`shaped_like`. ``eligible(float_layer) -> bool``, when
+    given, narrows the layers ``convert`` replaces (default: every layer of class
+    ``replaces``).
     """
 
     cls: type
@@ -42,6 +44,15 @@ class LayerType:
     def options_of(self, module: nn.Module) -> dict:
         """The layer's options as they are saved."""
         return {name: getattr(module, name) for name in self.options}
+
+    def shaped_like(self, float_layer: nn.Module, options: dict,
+                    device: torch.device | str = "meta") -> nn.Module:
+        """A new, unfitted layer of this type with ``float_layer``'s geometry on ``device``
+        (default meta: shapes only, nothing allocated nor computed; what ``load_compressed``
+        fills from a file and ``convert`` makes of a meta-device model)."""
+        if self.shell is not None:
+            return self.shell(float_layer, device=device, **options)
+        return empty_twin(self.cls, float_layer, device=device, **options)
 
     def accepts(self, module: nn.Module) -> bool:
         """Whether ``convert`` replaces ``module`` (its exact class, then ``eligible``)."""

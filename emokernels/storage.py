@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Callable
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
 from torch import nn
 
-from .convert import freeze
-from .files import atomic_save_file, tensor_digest
-from .nn.packed_weight import PackedWeightMixin
+from .convert import FilterFn, conversions, freeze
+from .files import SAFETENSORS_DTYPES, TensorFile, atomic_save_file, digest_update, tensor_digest
+from .nn.packed_weight import PackedWeightMixin, row_blocks
+from .nn.weight_cache import empty_twin
 from .registry import FLOAT_TYPES, LAYER_TYPES, layer_type
 
 _FORMAT_KEY, _FORMAT = "emokernels.format", "2"
@@ -88,7 +89,8 @@ def _replacement(name: str, current: nn.Module, cls_name: str, options: dict,
                  path: str) -> nn.Module | None:
     """The module to install at ``name`` for the file's entry, or None to keep ``current``.
 
-    Nothing of ``current`` is changed: a replacement is a new module.
+    Nothing of ``current`` is changed: a replacement is a new module on the meta device (its
+    tensors come from the file), frozen for a binary layer: it never has a float weight.
     """
     where = f"layer {name!r} is {type(current).__name__} in the model but {cls_name}"
     if cls_name in FLOAT_TYPES:
@@ -104,11 +106,9 @@ def _replacement(name: str, current: nn.Module, cls_name: str, options: dict,
             return None
     elif type(current) is not kind.replaces:
         raise ValueError(f"{where} in {path}")
-    if kind.shell is not None:
-        return kind.shell(current, **options)
-    new = kind.cls.from_float(current, **options)
+    new = kind.shaped_like(current, options)
     if isinstance(new, PackedWeightMixin):
-        new._frozen_placeholders()
+        new.freeze()  # on meta: the packed shapes only
     return new
 
 
@@ -117,58 +117,161 @@ def _install(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
-def load_compressed(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+def _device_of(module: nn.Module) -> torch.device | None:
+    """The device of ``module``'s own tensors; None if it has none or they are on meta."""
+    for t in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+        return None if t.is_meta else t.device
+    return None
+
+
+def load_compressed(model: nn.Module, path: str | os.PathLike,
+                    device: torch.device | str | None = None) -> nn.Module:
     """Loads a file written by :func:`save_compressed` into ``model`` and returns it (eval).
 
-    ``model`` is the architecture: the float model, or one already converted the same way.
-    Float layers the file lists as compressed are replaced by frozen compressed layers. Any
-    difference from the saved architecture (a layer compressed in one and not the other, other
-    options, missing or extra tensors, other shapes or dtypes) is a ``ValueError``, raised
-    before ``model`` is changed: a load is all or nothing.
+    ``model`` is the architecture: the float model, or one already converted the same way,
+    built normally or on the meta device (``with torch.device("meta"):``: no memory). Float
+    layers the file lists as compressed are replaced by frozen compressed layers made of the
+    file's tensors only (a binary layer's packed bits and alpha, never a float weight).
+    Tensors on the meta device become the file's, on ``device`` (default: the device of the
+    layer a compressed one replaces, else the CPU); other tensors are copied into. The file
+    is read a tensor at a time, not mapped, so a meta model's load holds its size once.
+
+    Any difference from the saved architecture (a layer compressed in one and not the other,
+    other options, missing or extra tensors, other shapes or dtypes, a meta tensor the file
+    does not hold) is a ``ValueError``, raised before ``model`` is changed: a load is all or
+    nothing, and a meta model that fails to load stays an unchanged meta model.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no compressed model at {path}")
-    try:
-        with safe_open(path, framework="pt") as f:
-            metadata = f.metadata() or {}
-            layers = _read_layer_table(path, metadata)
-            stored = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype())
-                      for k in f.keys()}
-    except SafetensorError as err:
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    with TensorFile(path) as f:
+        layers = _read_layer_table(path, f.metadata)
+        present = set(_layer_table(model))
+        if present != set(layers):
+            raise ValueError(f"{path} does not match the model's layers: only in the file "
+                             f"{sorted(set(layers) - present)}, only in the model "
+                             f"{sorted(present - set(layers))}")
+        plan, devices = {}, {}
+        for name, (cls_name, options) in layers.items():
+            current = model.get_submodule(name)
+            new = _replacement(name, current, cls_name, options, path)
+            if new is not None:
+                plan[name] = new
+                devices[new] = _device_of(current)
 
-    present = set(_layer_table(model))
-    if present != set(layers):
-        raise ValueError(f"{path} does not match the model's layers: only in the file "
-                         f"{sorted(set(layers) - present)}, only in the model "
-                         f"{sorted(present - set(layers))}")
-    plan = {}
-    for name, (cls_name, options) in layers.items():
-        new = _replacement(name, model.get_submodule(name), cls_name, options, path)
-        if new is not None:
-            plan[name] = new
-    originals = {name: model.get_submodule(name) for name in plan}
-    for name, new in plan.items():
-        _install(model, name, new)
-    try:
-        _check_state(model, stored, path)
-        state = load_file(path)
-        if metadata.get(_DIGEST_KEY) != tensor_digest(state):
-            raise ValueError(f"{path} is corrupt: its tensor data does not match the sha256 "
-                             "checksum recorded when it was saved")
-        model.load_state_dict(state, strict=True)
-    except BaseException:
-        for name, old in originals.items():
-            _install(model, name, old)
-        raise
+        def read_checked() -> dict[str, torch.Tensor]:
+            digest, state = hashlib.sha256(), {}
+            for key in sorted(f.entries):
+                state[key] = f.read(key)
+                digest_update(digest, key, state[key])
+            if f.metadata.get(_DIGEST_KEY) != digest.hexdigest():
+                raise ValueError(f"{path} is corrupt: its tensor data does not match the "
+                                 "sha256 checksum recorded when it was saved")
+            return state
+
+        _load_into(model, plan, f, read_checked, devices, device)
     return model.eval()
 
 
-_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16",
-                       torch.bfloat16: "BF16", torch.int32: "I32", torch.int64: "I64",
-                       torch.uint8: "U8", torch.int8: "I8", torch.bool: "BOOL",
-                       torch.int16: "I16"}
+def convert_from_file(model: nn.Module, path: str | os.PathLike, method: str,
+                      filter_fn: FilterFn | None = None, keep_first_last: bool = True,
+                      device: torch.device | str | None = None, **options) -> nn.Module:
+    """Loads a float state dict from the safetensors file ``path`` into ``model`` and converts
+    and freezes it as ``convert(model, method, filter_fn, keep_first_last, freeze=True,
+    **options)``, in one pass; returns ``model`` (eval).
+
+    ``model`` is the float architecture, best built on the meta device: then the process
+    never holds the float model, only the compressed one and one float layer at a time (a
+    block of its rows for a binary layer; the whole layer for the other methods, which fit
+    it). Meta tensors are made on ``device`` (default: the CPU). The file must hold exactly
+    ``model``'s state (names, shapes, dtypes), else a ``ValueError`` before ``model``
+    changes; as for :func:`load_compressed`, the load is all or nothing.
+    """
+    path = os.fspath(path)
+    with TensorFile(path) as f:
+        _check_state(model, f.entries, path)
+        plan, converted = {}, set()
+        for name, layer, kind in conversions(model, method, filter_fn, keep_first_last,
+                                             options):
+            weight = f"{name}.weight"
+            bias = f.read(f"{name}.bias") if layer.bias is not None else None
+            if issubclass(kind.cls, PackedWeightMixin):
+                new = kind.shaped_like(layer, options)
+                new.freeze_from(f.read_blocks(weight, row_blocks(layer.weight.shape)), bias)
+            else:  # fitted to the whole float layer, read for it alone
+                float_layer = empty_twin(type(layer), layer, device="meta")
+                float_layer.weight = nn.Parameter(f.read(weight))
+                if bias is not None:
+                    float_layer.bias = nn.Parameter(bias)
+                new = kind.cls.from_float(float_layer, **options)
+            plan[name] = new.to(device or _device_of(layer) or "cpu")
+            converted |= {weight, f"{name}.bias"}
+
+        def read_rest() -> dict[str, torch.Tensor]:
+            state = {key: f.read(key) for key in sorted(set(f.entries) - converted)}
+            for name, new in plan.items():
+                state.update({f"{name}.{key}": t for key, t in new.state_dict().items()})
+            return state
+
+        _load_into(model, plan, f, read_rest, {}, device, check=False)
+    return freeze(model)
+
+
+def _load_into(model: nn.Module, plan: dict[str, nn.Module], f: TensorFile,
+               read: Callable[[], dict[str, torch.Tensor]],
+               devices: dict[nn.Module, torch.device | None],
+               device: torch.device | str | None, check: bool = True) -> None:
+    """Installs ``plan`` (name -> new module) in ``model``, checks (``check``) that the
+    file's tensors are then its state, and loads ``read()`` (every state key -> a CPU tensor)
+    into it: a meta tensor becomes the read one, on ``device``, else ``devices[its module]``,
+    else the CPU; others are copied into. On any error ``model`` is put back as it was."""
+    originals = {name: model.get_submodule(name) for name in plan}
+    for name, new in plan.items():
+        _install(model, name, new)
+    assigned: list[tuple[dict, str, torch.Tensor]] = []
+    try:
+        if check:
+            _check_state(model, f.entries, f.path)
+        slots = _slots(model, f.path)
+        state = read()
+        made: dict[int, torch.Tensor] = {}  # a tied meta tensor becomes one tensor
+        for key, (module, table, attr) in slots.items():
+            old = table[attr]
+            if not old.is_meta:
+                continue
+            if id(old) not in made:
+                new = state[key].to(device or devices.get(module) or "cpu")
+                made[id(old)] = nn.Parameter(new, old.requires_grad) if isinstance(
+                    old, nn.Parameter) else new
+            table[attr] = made[id(old)]
+            assigned.append((table, attr, old))
+            state[key] = made[id(old)]  # loaded into itself: nothing copied
+        model.load_state_dict(state, strict=True)
+    except BaseException:
+        for table, attr, old in reversed(assigned):
+            table[attr] = old
+        for name, old in originals.items():
+            _install(model, name, old)
+        raise
+
+
+def _slots(model: nn.Module, path: str) -> dict[str, tuple[nn.Module, dict, str]]:
+    """Every state key -> ``(module, its _parameters or _buffers, name)``. A meta tensor
+    outside the state (a non-persistent buffer) cannot come from the file: ValueError."""
+    slots = {}
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        dot = f"{prefix}." if prefix else ""
+        for table in (module._parameters, module._buffers):
+            for attr, t in table.items():
+                if t is None:
+                    continue
+                if table is module._buffers and attr in module._non_persistent_buffers_set:
+                    if t.is_meta:
+                        raise ValueError(f"{dot}{attr} is on the meta device but is not "
+                                         f"saved state: {path} cannot provide it")
+                    continue
+                slots[dot + attr] = (module, table, attr)
+    return slots
 
 
 def _check_state(model: nn.Module, stored: dict[str, tuple], path: str) -> None:
@@ -180,7 +283,7 @@ def _check_state(model: nn.Module, stored: dict[str, tuple], path: str) -> None:
                          f"{sorted(set(stored) - set(expected))}")
     for key, tensor in expected.items():
         shape, dtype = stored[key]
-        want = _SAFETENSORS_DTYPES.get(tensor.dtype, str(tensor.dtype))
+        want = SAFETENSORS_DTYPES.get(tensor.dtype, str(tensor.dtype))
         if shape != tuple(tensor.shape) or dtype != want:
             raise ValueError(f"{path}: {key} is {dtype} {list(shape)} in the file but the model "
                              f"needs {want} {list(tensor.shape)}")

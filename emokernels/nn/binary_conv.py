@@ -137,9 +137,13 @@ class XnorConv2d(BinaryConv2d):
         both operands and count +1 each: subtract them.
         """
         kh, kw = self.kernel_size
-        words = self.packed_weight()[0].shape[1] // (kh * kw)
+        bits = self.packed_weight()[0]
+        words = bits.shape[1] // (kh * kw)
         indicator = padding_indicator(height, width, self.padding, device)
-        tap_sums = self._sign_weight().sum(1, keepdim=True)
+        # sum_c sign(W) of each tap = 2 * (set bits) - C, counted on the packed words (channel
+        # padding bits are 0): unpacking would hold the weight in float, 32x the bits.
+        ones = sum((bits >> b) & 1 for b in range(32)).view(-1, kh * kw, words).sum(2)
+        tap_sums = (2 * ones - self.in_channels).float().view(-1, 1, kh, kw)
         fix = F.conv2d(indicator, tap_sums, None, self.stride, 0, self.dilation)
         fix = fix.round().to(torch.int32)[0].flatten(1).T
         return (fix - kh * kw * (32 * words - self.in_channels)).contiguous()

@@ -218,13 +218,15 @@ class CPConv2d(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     @classmethod
-    def shaped_like(cls, conv: nn.Conv2d, rank: int) -> CPConv2d:
-        """A freshly initialized layer with ``conv``'s geometry, bias presence, device and dtype
-        (no decomposition: the empty layer a saved one is loaded into). ``"same"`` /
-        ``"valid"`` padding becomes explicit; groups, dilation and padding modes other than
-        ``nn.Conv2d``'s defaults are a ``ValueError``."""
+    def shaped_like(cls, conv: nn.Conv2d, rank: int,
+                    device: torch.device | str | None = None) -> CPConv2d:
+        """A freshly initialized layer with ``conv``'s geometry, bias presence and dtype, on
+        ``device`` (default: ``conv``'s), no decomposition: the empty layer a saved one is
+        loaded into. ``"same"`` / ``"valid"`` padding becomes explicit; groups, dilation and
+        padding modes other than ``nn.Conv2d``'s defaults are a ``ValueError``."""
         geometry = _conv_geometry(cls.__name__, conv)
-        return cls(rank=rank, device=conv.weight.device, dtype=conv.weight.dtype, **geometry)
+        device = conv.weight.device if device is None else device
+        return cls(rank=rank, device=device, dtype=conv.weight.dtype, **geometry)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, rank: int, *, n_iter_max: int = DEFAULT_N_ITER_MAX,
@@ -232,8 +234,11 @@ class CPConv2d(nn.Module):
         """The rank-``rank`` CP fit of ``conv``'s kernel (see :func:`cp_decompose_kernel` for
         the ALS options), its geometry and a copy of its bias; ``decomposition_error`` holds
         the fit's relative error. Costs about 10 s for 256x64x3x3 at rank 192 on two cores
-        (linear in the kernel's size and about linear in the rank)."""
+        (linear in the kernel's size and about linear in the rank). On the meta device
+        nothing is fitted: the layer has the shapes only."""
         layer = cls.shaped_like(conv, rank)
+        if conv.weight.is_meta:
+            return layer
         fit = cp_decompose_kernel(conv.weight, rank, n_iter_max=n_iter_max, init=init, tol=tol,
                                   seed=seed)
         with torch.no_grad():

@@ -189,19 +189,23 @@ class HashedLinear(_HashedLayer):
 
     @classmethod
     def shaped_like(cls, module: nn.Linear, compression: float = 1 / 8, seed: int = 0,
-                    block: int = 1, hash_bias: bool = False) -> HashedLinear:
-        """A freshly initialized layer with ``module``'s shape, bias presence and device."""
+                    block: int = 1, hash_bias: bool = False,
+                    device: torch.device | str | None = None) -> HashedLinear:
+        """A freshly initialized layer with ``module``'s shape and bias presence, on ``device``
+        (default: ``module``'s)."""
         if not isinstance(module, nn.Linear):
             raise TypeError(f"{cls.__name__} replaces nn.Linear, got {type(module).__name__}")
         return cls(module.in_features, module.out_features, compression,
-                   module.bias is not None, hash_bias, seed, block, device=module.weight.device)
+                   module.bias is not None, hash_bias, seed, block,
+                   device=module.weight.device if device is None else device)
 
     @classmethod
     def from_float(cls, module: nn.Linear, compression: float = 1 / 8, seed: int = 0,
                    block: int = 1, hash_bias: bool = False) -> HashedLinear:
         """The hashed fit of ``module``: each bucket is the mean of ``sign * W`` over its
         members (empty buckets 0); the bias is copied, or fitted the same way when
-        ``hash_bias``. Costs a hash of every weight (seconds for ~10^8 weights)."""
+        ``hash_bias``. Costs a hash of every weight (seconds for ~10^8 weights); on the meta
+        device, nothing: there is nothing to fit, the layer has the shapes only."""
         layer = cls.shaped_like(module, compression, seed, block, hash_bias)
         _fit(layer, module.weight, module.bias)
         return layer
@@ -268,14 +272,16 @@ class HashedConv2d(_HashedLayer):
 
     @classmethod
     def shaped_like(cls, module: nn.Conv2d, compression: float = 1 / 8, seed: int = 0,
-                    block: int = 1, hash_bias: bool = False) -> HashedConv2d:
-        """A freshly initialized layer with ``module``'s geometry, bias presence and device."""
+                    block: int = 1, hash_bias: bool = False,
+                    device: torch.device | str | None = None) -> HashedConv2d:
+        """A freshly initialized layer with ``module``'s geometry and bias presence, on
+        ``device`` (default: ``module``'s)."""
         if not isinstance(module, nn.Conv2d):
             raise TypeError(f"{cls.__name__} replaces nn.Conv2d, got {type(module).__name__}")
         return cls(module.in_channels, module.out_channels, module.kernel_size, module.stride,
                    module.padding, module.dilation, module.groups, module.bias is not None,
                    module.padding_mode, compression, hash_bias, seed, block,
-                   device=module.weight.device)
+                   device=module.weight.device if device is None else device)
 
     @classmethod
     def from_float(cls, module: nn.Conv2d, compression: float = 1 / 8, seed: int = 0,
@@ -332,7 +338,10 @@ def _explicit_padding(owner: str, padding, kernel_size, stride, dilation) -> tup
 
 @torch.no_grad()
 def _fit(layer: _HashedLayer, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-    """Sets ``layer``'s buckets (and bias) to the hashed fit of a float weight and bias."""
+    """Sets ``layer``'s buckets (and bias) to the hashed fit of a float weight and bias
+    (nothing on the meta device)."""
+    if weight.is_meta:
+        return
     matrix = weight.detach().reshape(weight.shape[0], -1)
     layer.buckets.copy_(bucket_means(matrix, layer.num_buckets, layer.seed, layer.block))
     if layer.bias_buckets is not None:

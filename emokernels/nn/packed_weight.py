@@ -7,11 +7,27 @@ buffers, which is what ``save_compressed`` stores.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
 from .. import ops
 from .weight_cache import WeightCache
+
+# Weights are packed this many elements' worth of rows at a time, so packing never holds a
+# float temporary of a whole layer (VGG-S fc6 is 302 MB in float32).
+_BLOCK_ELEMENTS = 1 << 20
+
+
+def row_blocks(shape: tuple[int, ...]) -> list[slice]:
+    """Slices of a weight's first dim, in order, of at most ~1 M elements each (one row at
+    least): the blocks :meth:`PackedWeightMixin.freeze_from` takes."""
+    step = max(1, _BLOCK_ELEMENTS // max(1, math.prod(shape[1:])))
+    # A weight of no rows is one empty block: it still packs to a [0, W] result.
+    return [slice(start, min(start + step, shape[0]))
+            for start in range(0, max(1, shape[0]), step)]
 
 
 class PackedWeightMixin:
@@ -32,8 +48,30 @@ class PackedWeightMixin:
 
     def _pack(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w = weight.detach()
-        alpha = w.abs().reshape(w.shape[0], -1).mean(1).float()
-        return self._pack_weight(w), alpha
+        return self._pack_rows(w[rows] for rows in row_blocks(tuple(w.shape)))
+
+    def _pack_rows(self, blocks: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(bits int32 [out, W], alpha float32 [out])`` of a weight given as consecutive
+        blocks of rows (each row's bits and ``mean |W[o]|`` depend on that row only)."""
+        out = self.weight_shape()[0]
+        bits = alpha = None
+        start = 0
+        for block in blocks:
+            packed = self._pack_weight(block)
+            if bits is None:
+                # Allocated once, before the blocks' temporaries: results kept block by block
+                # would fragment the heap those come from and grow it by a block each time.
+                bits = packed.new_empty(out, packed.shape[1])
+                alpha = torch.empty(out, dtype=torch.float32, device=packed.device)
+            stop = start + block.shape[0]
+            if stop > out:
+                raise ValueError(f"{type(self).__name__}: more than {out} rows to pack")
+            bits[start:stop] = packed
+            alpha[start:stop] = block.abs().reshape(block.shape[0], -1).mean(1)
+            start = stop
+        if start != out:
+            raise ValueError(f"{type(self).__name__}: {start} rows to pack, expected {out}")
+        return bits, alpha
 
     def _source(self) -> torch.Tensor:
         return self.weight_bits if self.is_frozen else self.weight
@@ -59,10 +97,25 @@ class PackedWeightMixin:
         bits, alpha = self.packed_weight()
         self._set_frozen(bits.clone(), alpha.clone())
 
-    def _frozen_placeholders(self) -> None:
-        """Turns a fresh module into an empty frozen one, ready for ``load_state_dict``."""
-        bits, alpha = self._pack(self.weight)
-        self._set_frozen(torch.zeros_like(bits), torch.zeros_like(alpha))
+    def freeze_from(self, blocks: Iterable[torch.Tensor], bias: torch.Tensor | None) -> None:
+        """Freezes this layer with the packed bits of another float weight and a copy of its
+        bias, never holding the whole weight: ``blocks`` are its consecutive blocks of rows
+        ``[r, *weight_shape()[1:]]`` (e.g. :func:`row_blocks` of it, or of a file).
+
+        The layer's own weight is only read for its shape: a layer built on the meta device
+        (no memory) becomes a frozen one on the device of ``blocks``.
+        """
+        if self.is_frozen:
+            raise RuntimeError(f"{type(self).__name__} is already frozen")
+        bits, alpha = self._pack_rows(b.detach() for b in blocks)
+        expected = self._pack_weight(self.weight.to("meta"))
+        if bits.shape != expected.shape:
+            raise ValueError(f"{type(self).__name__}.freeze_from: the blocks pack to "
+                             f"{list(bits.shape)} words, the layer's weight to "
+                             f"{list(expected.shape)}")
+        if self.bias is not None:
+            self.bias = nn.Parameter(bias.detach().to(self.bias.dtype).clone())
+        self._set_frozen(bits, alpha)
 
     def _set_frozen(self, bits: torch.Tensor, alpha: torch.Tensor) -> None:
         del self.weight

@@ -56,21 +56,30 @@ def needs_autograd(module: nn.Module, x: torch.Tensor) -> bool:
         x.requires_grad or any(p.requires_grad for p in module.parameters(recurse=False)))
 
 
-def float_twin(cls: type, module: nn.Module, **options) -> nn.Module:
-    """A ``cls`` layer with ``module``'s geometry and a copy of its weight and bias.
+def empty_twin(cls: type, module: nn.Module, device: torch.device | str | None = None,
+               **options) -> nn.Module:
+    """A freshly initialized ``cls`` layer with ``module``'s geometry and dtype, on ``device``
+    (default: ``module``'s; on ``"meta"`` it has shapes only, nothing allocated).
 
     ``module`` is an ``nn.Conv2d`` or ``nn.Linear``; ``options`` go to ``cls``'s constructor.
     """
     base = nn.Conv2d if issubclass(cls, nn.Conv2d) else nn.Linear
     if not isinstance(module, base):
-        raise TypeError(f"{cls.__name__}.from_float expects {base.__name__}, got {type(module)}")
+        raise TypeError(f"{cls.__name__} is made from an {base.__name__}, got {type(module)}")
     if base is nn.Conv2d:
         args = (module.in_channels, module.out_channels, module.kernel_size, module.stride,
                 module.padding, module.dilation, module.groups, module.bias is not None,
                 module.padding_mode)
     else:
         args = (module.in_features, module.out_features, module.bias is not None)
-    layer = cls(*args, device=module.weight.device, dtype=module.weight.dtype, **options)
+    device = module.weight.device if device is None else device
+    return cls(*args, device=device, dtype=module.weight.dtype, **options)
+
+
+def float_twin(cls: type, module: nn.Module, **options) -> nn.Module:
+    """A ``cls`` layer with ``module``'s geometry and a copy of its weight and bias (see
+    :func:`empty_twin`)."""
+    layer = empty_twin(cls, module, **options)
     with torch.no_grad():
         layer.weight.copy_(module.weight)
         if module.bias is not None:
