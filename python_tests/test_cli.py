@@ -57,3 +57,47 @@ def test_reproduce_refuses_a_bad_data_spec(tmp_path, capsys, spec, message):
     err = capsys.readouterr().err
     assert "argument --data: " + message in err
     assert not (tmp_path / "out").exists()
+
+
+def _captured_settings(monkeypatch, argv):
+    import emokernels.experiments.table3 as table3
+
+    seen = {}
+    monkeypatch.setattr(table3, "run_table3",
+                        lambda settings, out: seen.update(settings=settings, out=out))
+    assert main(argv) == 0
+    return seen
+
+
+def test_reproduce_table3_parses_teachers_and_unlabelled_data(tmp_path, monkeypatch, capsys):
+    keras = tmp_path / "teacher.hdf5"
+    keras.write_bytes(b"")
+    (tmp_path / "faces").mkdir()
+    seen = _captured_settings(monkeypatch, [
+        "reproduce", "table3", "--quick", "--teacher", "fer", "--teacher", str(keras),
+        "--unlabelled", f"folder:{tmp_path / 'faces'}", "--epochs", "3"])
+    settings = seen["settings"]
+    assert settings.teachers == ("fer", str(keras)) and settings.epochs == 3
+    assert settings.unlabelled == f"folder:{tmp_path / 'faces'}" and settings.train_size == 64
+    assert seen["out"] == "table3_out"
+    assert "wrote table3.json, table3.csv and table3.png to table3_out/" in capsys.readouterr().out
+    # without --quick: the full settings, both teachers
+    seen = _captured_settings(monkeypatch, ["reproduce", "table3", "--out", str(tmp_path)])
+    assert seen["settings"].teachers == ("vgg_s", "fer") and seen["settings"].train_size == 224
+    assert seen["settings"].unlabelled == "synthetic" and seen["out"] == str(tmp_path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["table3", "--teacher", "vgg"], "argument --teacher: 'vgg' is not vgg_s, fer or an existing "
+                                     "file"),
+    (["table3", "--unlabelled", "pubfig"], "argument --unlabelled: unknown unlabelled data"),
+    (["table3", "--unlabelled", "folder:{tmp}/missing"], "{tmp}/missing is not a folder"),
+    (["table2", "--teacher", "fer"], "--teacher and --unlabelled apply to table3 only"),
+])
+def test_reproduce_table3_refuses_bad_arguments(tmp_path, capsys, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", *args, "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

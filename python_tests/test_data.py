@@ -191,3 +191,48 @@ def test_load_splits_folder_and_errors(tmp_path):
         load_splits("imagenet:/x", 16)
     with pytest.raises(ValueError, match="needs a path"):
         load_splits("rafd", 16)
+
+
+def test_synthetic_unlabelled_identities_are_disjoint_from_the_labelled_ones():
+    from emokernels.data.unlabelled import load_unlabelled
+
+    labelled = SyntheticFaces("all", identities=6, image_size=24)
+    unlabelled = SyntheticFaces("all", identities=3, image_size=24, first_identity=6)
+    assert unlabelled.identities == [6, 7, 8] and not set(unlabelled.identities) & set(
+        labelled.identities)
+    # an identity is the same face whichever set renders it
+    wider = SyntheticFaces("all", identities=9, image_size=24)
+    index = wider.samples.index(unlabelled.samples[0])
+    assert torch.equal(wider[index][0], unlabelled[0][0])
+    images = load_unlabelled("synthetic", 24, identities=2, first_identity=6)
+    assert len(images) == 2 * 72
+    image = images[0]  # a bare image, no label, normalized like the labelled splits
+    assert isinstance(image, torch.Tensor) and image.shape == (3, 24, 24)
+    assert image.min() >= -1 and image.max() <= 1 and image.min() < 0
+    with pytest.raises(ValueError, match="first_identity"):
+        SyntheticFaces("all", identities=3, first_identity=-1)
+    with pytest.raises(ValueError, match="at least 3 identities for split='train'"):
+        SyntheticFaces("train", identities=2)
+
+
+def test_unlabelled_image_folder(tmp_path):
+    from emokernels.data.unlabelled import ImageFiles, load_unlabelled
+
+    for i, sub in enumerate(("b", "a/deeper", "a")):
+        os.makedirs(tmp_path / sub, exist_ok=True)
+        Image.new("RGB", (30, 20), (80 * i, 0, 0)).save(tmp_path / sub / f"face{i}.png")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    images = load_unlabelled(f"folder:{tmp_path}", 16)
+    assert [os.path.relpath(p, tmp_path) for p in images.paths] == [
+        "a/deeper/face1.png", "a/face2.png", "b/face0.png"]
+    assert images[2].shape == (3, 16, 16) and torch.allclose(images[2][0], torch.tensor(-1.0))
+    assert ImageFiles(tmp_path)[0].size == (30, 20)  # no transform: the PIL image
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no image files"):
+        ImageFiles(empty)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        ImageFiles(tmp_path / "missing")
+    for spec in ("pubfig", "folder:", "synthetic:x"):
+        with pytest.raises(ValueError, match="unknown unlabelled data"):
+            load_unlabelled(spec, 16)

@@ -255,3 +255,30 @@ def test_refuses_an_incomplete_optimizer_state_list(tmp_path):
     listed.remove("optim.0.step")
     _rewrite(checkpoint, lambda t: t.pop("optim.0.step"), optimizer_state=json.dumps(listed))
     _assert_refused(checkpoint, r"optimizer_state is incomplete for parameters \[0\]", "adam")
+
+
+def test_load_trained_weights_takes_the_model_alone(tmp_path):
+    from emokernels.experiments.trainer import load_trained_weights
+
+    checkpoint = str(tmp_path / "ckpt.safetensors")
+    trained = run(epochs=2, checkpoint=checkpoint, optimizer="adam")
+    model = load_trained_weights(checkpoint, tiny_model())
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+    other = tiny_model()
+    other[0] = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    with pytest.raises(ValueError, match="does not fit this model: unexpected 0.bias"):
+        load_trained_weights(checkpoint, other)
+    fresh = tiny_model()
+    _rewrite(checkpoint, _poison("model.0.weight", float("nan")))
+    with pytest.raises(ValueError, match="does not fit this model: 0.weight holds non-finite"):
+        load_trained_weights(checkpoint, fresh)
+    data = bytearray(open(checkpoint, "rb").read())
+    data[-1] ^= 1
+    open(checkpoint, "wb").write(bytes(data))
+    with pytest.raises(ValueError, match="corrupt"):
+        load_trained_weights(checkpoint, fresh)
+    for key, value in tiny_model().state_dict().items():  # refused before any change
+        assert torch.equal(fresh.state_dict()[key], value)
+    with pytest.raises(FileNotFoundError):
+        load_trained_weights(str(tmp_path / "absent.safetensors"), fresh)

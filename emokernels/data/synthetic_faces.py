@@ -48,6 +48,9 @@ class SyntheticFaces(torch.utils.data.Dataset):
         split: ``"train"``, ``"val"`` or ``"test"`` (identity-disjoint, 70/15/15 %), or
             ``"all"``.
         identities: number of identities (67, as the paper's RaFD subset).
+        first_identity: the identities are ``first_identity .. first_identity + identities -
+            1``: a set starting at or past another's end shares no face with it (an unlabelled
+            set beside a labelled one).
         angles: camera yaw angles in degrees, from ``(-45, 0, 45)``.
         image_size: side of the square RGB image.
         seed: everything, from identities to noise, derives from it.
@@ -61,20 +64,24 @@ class SyntheticFaces(torch.utils.data.Dataset):
 
     def __init__(self, split: str = "train", identities: int = 67,
                  angles: tuple[int, ...] = ANGLES, image_size: int = 96, seed: int = 0,
-                 transform: Callable | None = None, cache: bool = True) -> None:
+                 transform: Callable | None = None, cache: bool = True,
+                 first_identity: int = 0) -> None:
         if split not in ("train", "val", "test", "all"):
             raise ValueError(f"split must be train, val, test or all; got {split!r}")
-        if identities < 3:
-            raise ValueError(f"need at least 3 identities for three splits, got {identities}")
+        if identities < (1 if split == "all" else 3):
+            raise ValueError(f"need at least {1 if split == 'all' else 3} identities for "
+                             f"split={split!r}, got {identities}")
         if not set(angles) <= set(ANGLES):
             raise ValueError(f"angles must be among {ANGLES}, got {angles}")
+        if first_identity < 0:
+            raise ValueError(f"first_identity must be >= 0, got {first_identity}")
         self.split, self.image_size, self.seed = split, image_size, seed
         self.transform = transform
         order = np.random.default_rng(seed).permutation(identities)
         n_val = n_test = max(1, round(0.15 * identities))
         parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
                  "train": order[n_test + n_val:], "all": order}
-        self.identities = sorted(int(i) for i in parts[split])
+        self.identities = sorted(first_identity + int(i) for i in parts[split])
         self.samples = [(ident, label, gaze, angle) for ident in self.identities
                         for label in range(len(RAFD_CLASSES)) for gaze in GAZES for angle in angles]
         self._cache: dict[int, Image.Image] | None = {} if cache else None

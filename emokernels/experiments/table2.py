@@ -4,22 +4,18 @@ on our kernels: test accuracy, model size, epoch time and inference time."""
 from __future__ import annotations
 
 import copy
-import csv
-import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from .. import HashedLinear, convert, freeze, model_size_bytes, save_compressed
+from .. import HashedLinear, convert
 from ..data import load_splits
 from ..models import cp_decompose_squeezenet, squeezenet1_1, vgg_s
 from ..nn.cp import DEFAULT_N_ITER_MAX
-from ..registry import layer_type
-from ..timing import median_seconds
+from .measure import measure, packed_agreement, pyplot, write_json_csv
 from .paper import PAPER_TABLE2
 from .trainer import TrainConfig, evaluate, init_distributed_from_env, train
 
@@ -132,50 +128,6 @@ class Settings:
         return cls(**{**base, **overrides})
 
 
-def _file_bytes(model: nn.Module) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.safetensors")
-        save_compressed(model, path)
-        return os.path.getsize(path)
-
-
-def packed_agreement(model: nn.Module, dataset, count: int = 64) -> float:
-    """Top-1 agreement of the model's eval (packed) forward with its float simulation (binary
-    layers on their training path, BatchNorm in eval) on ``count`` images."""
-    images = torch.stack([dataset[i][0] for i in range(min(count, len(dataset)))])
-    simulation = copy.deepcopy(model).eval()
-    for m in simulation.modules():
-        if layer_type(m) is not None:
-            m.train()
-    with torch.no_grad():
-        return float((simulation(images).argmax(1) == model.eval()(images).argmax(1))
-                     .float().mean())
-
-
-def measure(model: nn.Module, size: int, batch: int, repeats: int, device: str) -> dict:
-    """Epoch time (forward + SGD update of one mini-batch) and inference time (one sample)."""
-    model = model.to(device)
-    x = torch.randn(batch, 3, size, size, device=device)
-    labels = torch.randint(0, 8, (batch,), device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), labels).backward()
-        optimizer.step()
-
-    model.train()
-    epoch = median_seconds(step, repeats=repeats, warmup=1, device=device)
-    frozen = freeze(copy.deepcopy(model))
-    sample = x[:1]
-    with torch.inference_mode():
-        inference = median_seconds(lambda: frozen(sample), repeats=max(5, 3 * repeats), warmup=2,
-                                   device=device)
-    return {"epoch_s": epoch, "inference_s": inference,
-            "model_bytes": model_size_bytes(frozen), "file_bytes": _file_bytes(frozen)}
-
-
 def run_table2(settings: Settings, out_dir: str, log=print) -> list[dict]:
     """Trains and measures every available method; writes JSON, CSV and a plot to out_dir.
 
@@ -269,26 +221,16 @@ def format_table(rows: list[dict]) -> str:
 
 def write_outputs(rows: list[dict], settings: Settings, out_dir: str) -> None:
     """Writes table2.json (everything), table2.csv (the table) and table2.png (the plot)."""
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "table2.json"), "w") as f:
-        json.dump({"settings": settings.__dict__, "rows": rows}, f, indent=2)
     columns = ["method", "title", "status", "test_accuracy", "paper_accuracy",
                "compressed_accuracy", "packed_agreement", "model_bytes",
                "file_bytes", "size_ratio", "epoch_s", "epoch_speedup", "inference_s",
                "inference_speedup", "paper_cost"]
-    with open(os.path.join(out_dir, "table2.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_json_csv("table2", rows, settings, columns, out_dir)
     _plot(rows, os.path.join(out_dir, "table2.png"))
 
 
 def _plot(rows: list[dict], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     done = [r for r in rows if r.get("status") == "ok"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for r in done:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -35,6 +36,9 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # cap, for quick runs
     checkpoint: str | None = None  # safetensors path, written every epoch; resumed from
     progress: bool = True
+    # (outputs [B, C], targets as the train set yields them, batched) -> scalar; default:
+    # cross-entropy with labels. Distillation passes its loss on the teacher's outputs here.
+    loss: Callable[[torch.Tensor, object], torch.Tensor] | None = None
 
 
 @dataclass
@@ -182,10 +186,30 @@ def _parse_result(text: str, epoch: int) -> TrainResult:
     return result
 
 
-def _check_checkpoint(path: str, meta: dict[str, str], tensors: dict[str, torch.Tensor],
-                      model: nn.Module, optimizer: torch.optim.Optimizer,
-                      config: TrainConfig) -> tuple[int, TrainResult]:
-    """Validates every field of a loaded checkpoint; raises ValueError naming what is wrong."""
+def _state_problems(expected: dict[str, tuple], tensors: dict[str, torch.Tensor]) -> list[str]:
+    """What keeps ``tensors`` from being exactly ``expected`` (name -> (shape, dtype or None for
+    any)): missing and unexpected names, other shapes or dtypes, non-finite values."""
+    problems = [f"missing {k}" for k in sorted(expected.keys() - tensors.keys())]
+    problems += [f"unexpected {k}" for k in sorted(tensors.keys() - expected.keys())]
+    for key in sorted(expected.keys() & tensors.keys()):
+        shape, dtype = expected[key]
+        t = tensors[key]
+        if t.shape != shape or (dtype is not None and t.dtype != dtype):
+            problems.append(f"{key} is {t.dtype} {tuple(t.shape)}, expected "
+                            f"{dtype or 'any dtype'} {tuple(shape)}")
+        elif t.is_floating_point() and not torch.isfinite(t).all():
+            problems.append(f"{key} holds non-finite values")
+    return problems
+
+
+def _read_checkpoint(path: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """``(metadata, tensors)`` of a checkpoint whose tensors match its recorded sha256."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(path)  # on the CPU: validated before anything reaches the model
+    except SafetensorError as err:
+        raise ValueError(f"checkpoint {path} is not a readable safetensors file: {err}") from err
     if "epoch" not in meta:
         raise ValueError(f"{path} is not a training checkpoint")
     if "sha256" not in meta:
@@ -194,6 +218,14 @@ def _check_checkpoint(path: str, meta: dict[str, str], tensors: dict[str, torch.
     if meta["sha256"] != tensor_digest(tensors):
         raise ValueError(f"checkpoint {path} is corrupt: the tensor data does not match its "
                          "sha256 checksum")
+    return meta, tensors
+
+
+def _check_checkpoint(path: str, meta: dict[str, str], tensors: dict[str, torch.Tensor],
+                      model: nn.Module, optimizer: torch.optim.Optimizer,
+                      config: TrainConfig) -> tuple[int, TrainResult]:
+    """Validates every field of a checkpoint read by :func:`_read_checkpoint`; raises
+    ValueError naming what is wrong."""
     if not re.fullmatch(r"[0-9]+", meta["epoch"]):
         raise ValueError(f"checkpoint {path} is corrupt: epoch {meta['epoch']!r} is not a "
                          "non-negative integer")
@@ -211,16 +243,7 @@ def _check_checkpoint(path: str, meta: dict[str, str], tensors: dict[str, torch.
         expected.update(_expected_optimizer_state(optimizer, meta.get("optimizer_state")))
     except ValueError as err:
         raise ValueError(f"checkpoint {path} is corrupt: {err}") from err
-    problems = [f"missing {k}" for k in sorted(expected.keys() - tensors.keys())]
-    problems += [f"unexpected {k}" for k in sorted(tensors.keys() - expected.keys())]
-    for key in sorted(expected.keys() & tensors.keys()):
-        shape, dtype = expected[key]
-        t = tensors[key]
-        if t.shape != shape or (dtype is not None and t.dtype != dtype):
-            problems.append(f"{key} is {t.dtype} {tuple(t.shape)}, expected "
-                            f"{dtype or 'any dtype'} {tuple(shape)}")
-        elif t.is_floating_point() and not torch.isfinite(t).all():
-            problems.append(f"{key} holds non-finite values")
+    problems = _state_problems(expected, tensors)
     if problems:
         raise ValueError(f"checkpoint {path} does not fit this model and optimizer at epoch "
                          f"{epoch}: " + "; ".join(problems))
@@ -230,12 +253,7 @@ def _check_checkpoint(path: str, meta: dict[str, str], tensors: dict[str, torch.
 def _load_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimizer,
                      config: TrainConfig) -> tuple[int, TrainResult]:
     """Restores model and optimizer from ``path`` once all of it is validated, never half."""
-    try:
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(path)  # on the CPU: validated before anything reaches the model
-    except SafetensorError as err:
-        raise ValueError(f"checkpoint {path} is not a readable safetensors file: {err}") from err
+    meta, tensors = _read_checkpoint(path)
     epoch, result = _check_checkpoint(path, meta, tensors, model, optimizer, config)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     for i, p in enumerate(optimizer.param_groups[0]["params"]):
@@ -246,9 +264,35 @@ def _load_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimiz
     return epoch, result
 
 
+def load_trained_weights(path: str | os.PathLike, model: nn.Module) -> nn.Module:
+    """Loads the model weights of a checkpoint written by :func:`train` into ``model`` (the
+    same architecture) and returns it; the optimizer state is ignored. A file that is not such
+    a checkpoint, is corrupt, or does not fit the model exactly is a ValueError, raised before
+    ``model`` changes."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    _, tensors = _read_checkpoint(path)
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    problems = _state_problems({k: (v.shape, v.dtype) for k, v in model.state_dict().items()},
+                               weights)
+    if problems:
+        raise ValueError(f"checkpoint {path} does not fit this model: " + "; ".join(problems))
+    model.load_state_dict(weights)
+    return model
+
+
+def _to_device(targets, device: str):
+    """A batch of targets (a tensor, or tuples / lists of them) on ``device``."""
+    if isinstance(targets, (tuple, list)):
+        return type(targets)(_to_device(t, device) for t in targets)
+    return targets.to(device)
+
+
 def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None,
           config: TrainConfig) -> TrainResult:
-    """Trains ``model`` in place with cross-entropy; returns the per-epoch history.
+    """Trains ``model`` in place with cross-entropy (or ``config.loss``); returns the
+    per-epoch history.
 
     Under torchrun (or an initialized process group) the model is wrapped in
     DistributedDataParallel and each process takes ``batch_size / world_size`` samples of every
@@ -276,7 +320,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None,
     net = nn.parallel.DistributedDataParallel(model) if distributed() else model
     loader = DataLoader(train_set, batch_size=config.batch_size // world, sampler=sampler,
                         num_workers=config.workers)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = config.loss or nn.CrossEntropyLoss()
     for epoch in range(start, config.epochs):
         sampler.set_epoch(epoch)
         torch.manual_seed(config.seed * 7919 + epoch)  # dropout masks, the same on resume
@@ -286,9 +330,9 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None,
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                    disable=None if config.progress and _rank() == 0 else True,
                    total=config.steps_per_epoch)
-        for images, labels in bar:
+        for images, targets in bar:
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(images.to(device)), labels.to(device))
+            loss = loss_fn(net(images.to(device)), _to_device(targets, device))
             loss.backward()
             optimizer.step()
             total += loss.item()
