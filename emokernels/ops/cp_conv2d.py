@@ -97,3 +97,12 @@ def cp_backward(ctx, grad: torch.Tensor):
 
 torch.library.register_autograd("emokernels::cp_conv2d", cp_backward,
                                 setup_context=setup_cp_context)
+
+
+@torch.library.register_kernel("emokernels::cp_conv2d", "cuda")
+def _(x, u_in, k_v, k_h, u_out, bias, stride, padding):
+    # The op called directly on CUDA tensors runs the Triton kernel too (imported on first use:
+    # triton is slow to import); cp_conv2d() calls the triton_op itself, which torch.compile
+    # traces into.
+    from ..triton.cp_conv2d import cp_conv2d_triton
+    return cp_conv2d_triton(x, u_in, k_v, k_h, u_out, bias, stride, padding)
