@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -94,6 +95,22 @@ def test_failed_save_keeps_existing_file(tmp_path, monkeypatch):
         ek.save_compressed(ek.convert(net(), "xnor"), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def round_trip(model: nn.Module, fresh: nn.Module, path, x: torch.Tensor) -> tuple:
+    """Saves eval ``model`` to ``path``, loads the file into ``fresh`` and checks that it
+    computes exactly ``model``'s output on ``x``; returns the restored model, the file's tensor
+    names and its layer table."""
+    from safetensors import safe_open
+
+    with torch.no_grad():
+        expected = model(x)
+    ek.save_compressed(model, path)
+    restored = ek.load_compressed(fresh, path)
+    with torch.no_grad():
+        assert torch.equal(restored(x), expected)
+    with safe_open(str(path), framework="pt") as f:
+        return restored, set(f.keys()), json.loads(f.metadata()["emokernels.layers"])
 
 
 def snapshot(model: nn.Module) -> dict:
