@@ -102,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     reproduce = sub.add_parser("reproduce", help="reproduce one of the paper's experiments")
     reproduce.add_argument("experiment", choices=["table2", "table3"])
     reproduce.add_argument("--quick", action="store_true",
-                           help="scaled-down training (64x64, few epochs); full-size measures")
+                           help="scaled-down training (small images, few epochs); full-size timing")
+    reproduce.add_argument("--tiny", action="store_true",
+                           help="table2: the quick run on a few images, one epoch, small "
+                           "models (a minute or two: checks the install, reports nothing)")
+    reproduce.add_argument("--methods", type=lambda text: tuple(text.split(",")),
+                           help="table2: the rows to run, comma-separated keys (default: all; "
+                           "--quick: the paper's seven), e.g. vgg_s,hashed,hashed_block16")
     reproduce.add_argument("--data", default="synthetic", type=_data_spec,
                            help="synthetic | rafd:PATH | fer2013:PATH | folder:PATH")
     reproduce.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -121,7 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         return _info()
     if args.experiment != "table3" and (args.teacher or args.unlabelled):
         parser.error("--teacher and --unlabelled apply to table3 only")
+    if args.tiny and (args.experiment != "table2" or args.quick):
+        parser.error("--tiny applies to table2 alone, instead of --quick")
+    if args.methods and args.experiment != "table2":
+        parser.error("--methods applies to table2 only")
     from .experiments import table2, table3
+
+    if hasattr(sys.stdout, "reconfigure"):  # a line per epoch reaches a log file as it happens
+        sys.stdout.reconfigure(line_buffering=True)
 
     settings_type, run = {"table2": (table2.Settings, table2.run_table2),
                           "table3": (table3.Settings, table3.run_table3)}[args.experiment]
@@ -129,12 +142,22 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(data=args.data, device=args.device)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+        if args.experiment == "table2":
+            overrides["method_epochs"] = {}  # every row, then
+    if args.methods:
+        overrides["methods"] = args.methods
     if args.teacher:
         overrides["teachers"] = tuple(args.teacher)
     if args.unlabelled:
         overrides["unlabelled"] = args.unlabelled
-    settings = (settings_type.quick(**overrides) if args.quick
+    settings = (settings_type.tiny(**overrides) if args.tiny
+                else settings_type.quick(**overrides) if args.quick
                 else settings_type(**overrides))
+    if args.experiment == "table2":
+        try:
+            table2.chosen_methods(settings)
+        except ValueError as err:
+            parser.error(str(err))
     out = args.out or f"{args.experiment}_out"
     run(settings, out)
     name = args.experiment

@@ -60,11 +60,13 @@ def test_reproduce_refuses_a_bad_data_spec(tmp_path, capsys, spec, message):
 
 
 def _captured_settings(monkeypatch, argv):
+    import emokernels.experiments.table2 as table2
     import emokernels.experiments.table3 as table3
 
     seen = {}
-    monkeypatch.setattr(table3, "run_table3",
-                        lambda settings, out: seen.update(settings=settings, out=out))
+    for module, name in ((table2, "run_table2"), (table3, "run_table3")):
+        monkeypatch.setattr(module, name,
+                            lambda settings, out: seen.update(settings=settings, out=out))
     assert main(argv) == 0
     return seen
 
@@ -93,6 +95,11 @@ def test_reproduce_table3_parses_teachers_and_unlabelled_data(tmp_path, monkeypa
     (["table3", "--unlabelled", "pubfig"], "argument --unlabelled: unknown unlabelled data"),
     (["table3", "--unlabelled", "folder:{tmp}/missing"], "{tmp}/missing is not a folder"),
     (["table2", "--teacher", "fer"], "--teacher and --unlabelled apply to table3 only"),
+    (["table2", "--quick", "--tiny"], "--tiny applies to table2 alone, instead of --quick"),
+    (["table3", "--tiny"], "--tiny applies to table2 alone"),
+    (["table3", "--methods", "bwn"], "--methods applies to table2 only"),
+    (["table2", "--methods", "vgg_s,ternary"], "unknown methods ['ternary']"),
+    (["table2", "--methods", "bwn"], "need their baselines ['vgg_s']"),
 ])
 def test_reproduce_table3_refuses_bad_arguments(tmp_path, capsys, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
@@ -101,3 +108,18 @@ def test_reproduce_table3_refuses_bad_arguments(tmp_path, capsys, args, message)
     assert exit_.value.code == 2
     assert message.format(tmp=tmp_path) in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_reproduce_table2_settings_from_the_command_line(tmp_path, monkeypatch):
+    seen = _captured_settings(monkeypatch, ["reproduce", "table2", "--quick", "--methods",
+                                            "vgg_s,hashed_block16", "--out", str(tmp_path)])
+    assert seen["settings"].methods == ("vgg_s", "hashed_block16")
+    assert seen["settings"].train_size == 48 and seen["settings"].method_epochs
+    # --epochs then applies to every row
+    seen = _captured_settings(monkeypatch, ["reproduce", "table2", "--quick", "--epochs", "2",
+                                            "--out", str(tmp_path)])
+    assert seen["settings"].epochs == 2 and seen["settings"].method_epochs == {}
+    assert len(seen["settings"].methods) == 7
+    seen = _captured_settings(monkeypatch, ["reproduce", "table2", "--tiny", "--out",
+                                            str(tmp_path)])
+    assert seen["settings"].identities == 3 and seen["settings"].epochs == 1

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from emokernels.data import FER2013, RAFD_CLASSES, RaFD, SyntheticFaces, load_splits
+from emokernels.data.in_memory import InMemory
 
 
 def test_synthetic_is_deterministic_and_identity_disjoint():
@@ -236,3 +237,35 @@ def test_unlabelled_image_folder(tmp_path):
     for spec in ("pubfig", "folder:", "synthetic:x"):
         with pytest.raises(ValueError, match="unknown unlabelled data"):
             load_unlabelled(spec, 16)
+
+
+def test_in_memory_splits_hold_the_decoded_images():
+    splits = load_splits("synthetic", 24, seed=3, identities=4)
+    held = load_splits("synthetic", 24, seed=3, identities=4, in_memory=True)
+    assert held[3] == splits[3]
+    for lazy, kept in zip(splits[1:3], held[1:3], strict=True):  # val, test: no augmentation
+        assert isinstance(kept, InMemory) and len(kept) == len(lazy)
+        assert kept.images.shape == (len(lazy), 3, 24, 24) and kept.images.dtype == torch.float32
+        for i in (0, len(lazy) // 2, len(lazy) - 1):
+            assert torch.equal(kept[i][0], lazy[i][0]) and kept[i][1] == lazy[i][1]
+    # no flips of the synthetic faces (their poses and gazes are mirrored already)
+    assert not held[0].flip and len(held[0]) == len(splits[0])
+    assert torch.equal(held[0][7][0], held[0].images[7])
+    # flips draw from the global generator as torchvision's do
+    train = InMemory(splits[1], flip=True)
+    torch.manual_seed(0)
+    first = [train[i][0] for i in range(40)]
+    torch.manual_seed(0)
+    assert all(torch.equal(a, train[i][0]) for i, a in enumerate(first))
+    flipped = [torch.equal(first[i], train.images[i].flip(-1)) for i in range(40)]
+    kept_as_is = [torch.equal(first[i], train.images[i]) for i in range(40)]
+    assert any(flipped) and any(kept_as_is) and all(map(any, zip(flipped, kept_as_is,
+                                                                 strict=True)))
+
+
+def test_in_memory_refuses_what_it_cannot_stack():
+    with pytest.raises(ValueError, match="empty"):
+        InMemory(torch.utils.data.TensorDataset(torch.zeros(0, 3, 4, 4), torch.zeros(0)))
+    mixed = [(torch.rand(3, 4, 4), 0), (torch.rand(3, 5, 4), 1)]
+    with pytest.raises(ValueError, match="share a shape"):
+        InMemory(mixed)

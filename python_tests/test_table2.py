@@ -1,9 +1,22 @@
+import csv
 import json
+import math
 import os
 
+import pytest
+from PIL import Image
 from torch import nn
 
-from emokernels.experiments.table2 import METHODS, Settings, format_table, run_table2
+from emokernels.cli import main
+from emokernels.experiments.measure import speedup_text
+from emokernels.experiments.table2 import (
+    METHODS,
+    Settings,
+    _is_dead,
+    chosen_methods,
+    format_table,
+    run_table2,
+)
 from emokernels.models import vgg_s
 from emokernels.models.squeezenet import CP_LAYERS
 
@@ -54,3 +67,60 @@ def test_table2_small_run_writes_every_output(tmp_path):
     again = run_table2(settings, str(tmp_path), log=lambda _: None)
     assert {r["method"]: len(r.get("history", [])) for r in again} == \
         {r["method"]: len(r.get("history", [])) for r in rows}
+
+
+def test_demo_command_end_to_end_tiny(tmp_path, capsys):
+    # `make demo` runs `emokernels reproduce table2 --quick`; --tiny is the same recipe and
+    # steps on 9 images of each class per split, one epoch, small models
+    out = tmp_path / "out"
+    assert main(["reproduce", "table2", "--tiny", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    quick = Settings.quick()
+    keys = [m.key for m in METHODS if m.key in quick.methods]
+    assert len(keys) == 7  # the paper's seven rows
+    # a line per epoch (stdout is no terminal here) with the time spent and left
+    assert sum("epoch 1/1" in line and "elapsed, about" in line
+               for line in printed.splitlines()) == 7
+    assert "planned: about" in printed and "done in" in printed
+    for m in METHODS:
+        if m.key in keys:
+            assert m.title in printed
+    saved = json.loads((out / "table2.json").read_text())
+    assert saved["settings"]["identities"] == 3 and saved["settings"]["in_memory"]
+    rows = saved["rows"]
+    assert [r["method"] for r in rows] == keys
+    with open(out / "table2.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["method"] for r in table] == keys
+    for row, line in zip(rows, table, strict=True):
+        assert 0 <= row["test_accuracy"] <= 100 and row["chance_accuracy"] == 12.5
+        assert float(line["test_accuracy"]) == pytest.approx(row["test_accuracy"])
+        assert row["epoch_s"] > 0 and row["inference_s"] > 0 and row["model_bytes"] > 0
+        assert len(row["history"]) == 1 and row["history"][0]["seconds"] > 0
+        if row["method"] in ("vgg_s", "squeezenet"):
+            assert row["epoch_speedup"] == row["inference_speedup"] == row["size_ratio"] == 1
+            continue
+        for name in ("epoch", "inference"):
+            low, high = row[f"{name}_speedup_spread"]
+            assert low <= row[f"{name}_speedup"] <= high
+            assert row[f"{name}_speedup_decided"] == (low > 1 or high < 1)
+            assert speedup_text(row, name) in printed
+    with Image.open(out / "table2.png") as image:
+        assert image.format == "PNG" and image.size[0] > 1000
+
+
+def test_chosen_methods_need_their_baselines():
+    assert [m.key for m in chosen_methods(Settings(methods=("vgg_s", "bwn")))] == ["vgg_s",
+                                                                                  "bwn"]
+    with pytest.raises(ValueError, match="unknown methods"):
+        chosen_methods(Settings(methods=("vgg_s", "ternary")))
+    with pytest.raises(ValueError, match="baselines"):
+        chosen_methods(Settings(methods=("cp_squeezenet",)))
+
+
+def test_a_dead_run_is_one_at_the_uniform_prediction():
+    dead = [{"epoch": 1, "loss": math.log(8) + 0.001, "val_accuracy": 0.125}]
+    assert _is_dead(dead, 8)
+    assert not _is_dead([{**dead[0], "val_accuracy": 0.4}], 8)
+    assert not _is_dead([{**dead[0], "loss": 1.2}], 8)
+    assert not _is_dead([{"epoch": 1, "loss": math.log(8)}], 8)  # no validation: unknown

@@ -50,7 +50,11 @@ def test_table3_small_run_writes_every_output(tmp_path):
     # the float students share one measurement; BWN keeps 1 bit per weight of the inner layers
     assert labels_only["model_bytes"] == softmax["model_bytes"] and softmax["size_ratio"] == 1
     assert bwn["size_ratio"] < 0.2
-    assert bwn["inference_speedup"] == softmax["inference_s"] / bwn["inference_s"]
+    # BWN timed alternately with the float student, which is the baseline of the speedups
+    low, high = bwn["inference_speedup_spread"]
+    assert 0 < low <= bwn["inference_speedup"] <= high
+    assert bwn["baseline_inference_s"] == softmax["inference_s"]
+    assert softmax["inference_speedup"] == softmax["epoch_speedup"] == 1.0
     for name in ("table3.json", "table3.csv", "table3.png", "teacher_vgg_s.ckpt.safetensors",
                  "teacher_vgg_s.unlabelled.safetensors", "teacher_vgg_s.test.safetensors"):
         assert os.path.getsize(tmp_path / name) > 0

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 import emokernels.files
 from emokernels.experiments import TrainConfig, evaluate, train
+from emokernels.experiments.trainer import learning_rate
 from emokernels.files import tensor_digest
 
 from .ddp_run import run, tiny_data, tiny_model
@@ -212,7 +213,7 @@ def test_refuses_an_empty_val_set():
 
 
 def test_unknown_optimizer():
-    with pytest.raises(ValueError, match="sgd or adam"):
+    with pytest.raises(ValueError, match="sgd, adam or adamw"):
         train(tiny_model(), tiny_data(), None, TrainConfig(epochs=1, optimizer="lion"))
 
 
@@ -282,3 +283,89 @@ def test_load_trained_weights_takes_the_model_alone(tmp_path):
         assert torch.equal(fresh.state_dict()[key], value)
     with pytest.raises(FileNotFoundError):
         load_trained_weights(str(tmp_path / "absent.safetensors"), fresh)
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    config = TrainConfig(lr=0.1, schedule="cosine", warmup=0.2)
+    lrs = [learning_rate(config, step, 100) for step in range(100)]
+    assert lrs[0] == pytest.approx(0.1 / 25)
+    assert max(lrs) == pytest.approx(0.1) and lrs.index(max(lrs)) == 20
+    assert all(a < b for a, b in zip(lrs[:20], lrs[1:21], strict=True))  # warm-up rises
+    assert all(a > b for a, b in zip(lrs[20:-1], lrs[21:], strict=True))  # then decays
+    assert lrs[-1] < 0.1 * 0.01
+    assert learning_rate(TrainConfig(lr=0.1), 57, 100) == 0.1  # constant by default
+    with pytest.raises(ValueError, match="schedule must be"):
+        learning_rate(TrainConfig(schedule="step"), 0, 10)
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(schedule="linear"), "schedule must be"),
+    (dict(label_smoothing=1.0), "label_smoothing"),
+    (dict(clip_grad_norm=0.0), "clip_grad_norm"),
+])
+def test_refuses_bad_recipe_settings_before_training(change, match):
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=match):
+        train(model, tiny_data(), None, TrainConfig(epochs=1, batch_size=16, progress=False,
+                                                    **change))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_resume_mid_schedule_matches_an_uninterrupted_run(tmp_path):
+    # warm-up + cosine with AdamW, label smoothing, clipping and channels-last: the learning
+    # rate is a function of the step, so a run stopped after epoch 2 of 4 goes on exactly
+    recipe = dict(epochs=4, lr=0.01, optimizer="adamw", schedule="cosine", weight_decay=1e-3,
+                  label_smoothing=0.1, clip_grad_norm=1.0, channels_last=True, batch_size=16,
+                  progress=False)
+    straight = tiny_model()
+    expected = train(straight, tiny_data(), tiny_data(), TrainConfig(**recipe))
+    checkpoint = str(tmp_path / "ckpt.safetensors")
+
+    def stop_after_two(entry):
+        if entry["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(), tiny_data(), tiny_data(),
+              TrainConfig(**recipe, checkpoint=checkpoint, on_epoch=stop_after_two))
+    entries = []
+    resumed = tiny_model()
+    result = train(resumed, tiny_data(), tiny_data(),
+                   TrainConfig(**recipe, checkpoint=checkpoint, on_epoch=entries.append))
+    assert result.resumed_from_epoch == 2 and [e["epoch"] for e in entries] == [3, 4]
+    assert [e["loss"] for e in result.history] == [e["loss"] for e in expected.history]
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value)
+
+
+def test_clipping_caps_the_update():
+    model = tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    train(model, tiny_data(), None, TrainConfig(epochs=1, lr=1.0, momentum=0.0, batch_size=64,
+                                                clip_grad_norm=1e-3, progress=False))
+    step = torch.cat([(p.detach() - b).flatten() for p, b in
+                      zip(model.parameters(), before, strict=True)])
+    assert 0 < step.norm() <= 1e-3 * (1 + 1e-4)  # one SGD step of a gradient of norm 1e-3
+
+
+def test_a_non_finite_loss_stops_training_before_a_checkpoint(tmp_path):
+    model = tiny_model()
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] = float("nan")
+    checkpoint = tmp_path / "ckpt.safetensors"
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train(model, tiny_data(), None, TrainConfig(epochs=1, batch_size=16, progress=False,
+                                                    checkpoint=str(checkpoint)))
+    assert not checkpoint.exists()
+
+
+def test_two_runs_with_one_seed_are_identical():
+    histories = []
+    for _ in range(2):
+        model = tiny_model()
+        histories.append(train(model, tiny_data(), tiny_data(), TrainConfig(
+            epochs=2, lr=0.01, optimizer="adamw", schedule="cosine", batch_size=16,
+            progress=False)).history)
+    assert [(e["loss"], e["val_accuracy"]) for e in histories[0]] == \
+        [(e["loss"], e["val_accuracy"]) for e in histories[1]]

@@ -8,6 +8,7 @@ import torch
 from torchvision import datasets, transforms
 
 from .fer2013 import FER2013
+from .in_memory import InMemory
 from .rafd import RaFD
 from .synthetic_faces import SyntheticFaces
 
@@ -41,15 +42,28 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return kind, path
 
 
-def load_splits(spec: str, image_size: int, seed: int = 0, identities: int = 67):
-    """``(train, val, test, classes)`` for a data spec.
+def load_splits(spec: str, image_size: int, seed: int = 0, identities: int = 67,
+                in_memory: bool = False):
+    """``(train, val, test, classes)`` for a data spec; ``in_memory``: each split decoded once
+    into tensors (:class:`InMemory`; the train split keeps its random flips).
 
     ``synthetic`` (built in), ``rafd:PATH`` (identity-disjoint splits), ``fer2013:PATH``
     (Training, with a held-out tenth as val; PublicTest as test) or ``folder:PATH`` (an
     ImageFolder tree with train/ val/ test/ subfolders, or one tree split 80/10/10).
     """
+    # The synthetic faces come in mirrored poses and gazes already: a flip would only move
+    # contempt's one-sided smirk to the other side.
+    flip = parse_spec(spec)[0] != "synthetic"
+    eval_t = _transform(image_size, False)
+    if not in_memory:
+        return _splits(spec, image_size, seed, identities, _transform(image_size, flip), eval_t)
+    # The train split is decoded without its flips, which InMemory then draws.
+    train, val, test, classes = _splits(spec, image_size, seed, identities, eval_t, eval_t)
+    return InMemory(train, flip=flip), InMemory(val), InMemory(test), classes
+
+
+def _splits(spec: str, image_size: int, seed: int, identities: int, train_t, eval_t):
     kind, path = parse_spec(spec)
-    train_t, eval_t = _transform(image_size, True), _transform(image_size, False)
     if kind == "synthetic":
         make = lambda split, t: SyntheticFaces(split, identities=identities,  # noqa: E731
                                                image_size=image_size, seed=seed, transform=t)

@@ -22,7 +22,8 @@ def vgg_s(num_classes: int = 8, input_size: int = 224, binary_blocks: bool = Fal
     ``binary_blocks`` uses bn-act-conv blocks (the order used for BWN / XNOR-Net).
     ``binary_inputs`` (for layers that binarize their own input: XNOR-Net, binary
     activations) drops the ReLU in front of those layers, where sign(relu(x)) would be +1
-    everywhere, keeping bn-conv blocks and BatchNorm between fc6 and fc7.
+    everywhere, keeping bn-conv blocks, BatchNorm after the last pooling and between fc6 and
+    fc7 (without dropout there).
     """
     side = _feature_size(input_size)
     if side < 1:
@@ -40,12 +41,20 @@ def vgg_s(num_classes: int = 8, input_size: int = 224, binary_blocks: bool = Fal
     layers += block(96, 256, 5, 1)
     layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
     layers += block(256, 512, 3, 1) + block(512, 512, 3, 1) + block(512, 512, 3, 1)
-    if binary_blocks or binary_inputs:
-        layers += [nn.BatchNorm2d(512), *relu]
-    layers += [nn.MaxPool2d(3, 3, ceil_mode=True), nn.Flatten(),
-               nn.Linear(512 * side * side, fc_width)]
+    pool = nn.MaxPool2d(3, 3, ceil_mode=True)
     if binary_inputs:
-        layers += [nn.BatchNorm1d(fc_width), nn.Dropout(0.5), nn.Linear(fc_width, fc_width),
+        # Normalized after the pooling: the max of 9 normalized values is nearly always
+        # positive, and fc6 would see sign = +1 everywhere.
+        layers += [pool, nn.BatchNorm2d(512)]
+    elif binary_blocks:
+        layers += [nn.BatchNorm2d(512), *relu, pool]
+    else:
+        layers.append(pool)
+    layers += [nn.Flatten(), nn.Linear(512 * side * side, fc_width)]
+    if binary_inputs:
+        # No dropout in front of fc7's sign: a dropped unit would enter it as sign(0) = +1,
+        # half of fc7's inputs replaced by a constant (such nets hardly learn).
+        layers += [nn.BatchNorm1d(fc_width), nn.Linear(fc_width, fc_width),
                    nn.BatchNorm1d(fc_width)]
     else:
         layers += [nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(fc_width, fc_width)]
