@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import json
 import os
 import statistics
@@ -52,8 +53,12 @@ class Workload:
         self.x = torch.randn(batch, channels, size, size, device=device)
         self.labels = torch.randint(0, num_classes, (batch,), device=device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
-        self.frozen = freeze(copy.deepcopy(self.model))
         self.sample = self.x[:1]
+
+    @functools.cached_property
+    def frozen(self) -> nn.Module:
+        """A frozen copy, made on first use (the training-step timing needs none)."""
+        return freeze(copy.deepcopy(self.model))
 
     def train_step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)

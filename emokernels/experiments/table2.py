@@ -204,9 +204,6 @@ def _is_dead(history: list[dict], classes: int) -> bool:
 def _calibrate(methods: list[Method], settings: Settings, classes: int,
                train_images: int) -> dict[str, float]:
     """Planned seconds of every task: a training step of each model timed once here."""
-    x = torch.randn(settings.batch_size, 3, settings.train_size, settings.train_size,
-                    device=settings.device)
-    labels = torch.randint(0, classes, (settings.batch_size,), device=settings.device)
     steps = train_images // settings.batch_size
     if settings.steps_per_epoch:
         steps = min(steps, settings.steps_per_epoch)
@@ -217,7 +214,6 @@ def _calibrate(methods: list[Method], settings: Settings, classes: int,
         model = method.build(classes, settings.train_size, settings.fc_width).to(settings.device)
         step = Workload(model, settings.train_size, settings.batch_size, settings.device,
                         classes)
-        step.x, step.labels = x, labels
         step.train_step()
         seconds = median_seconds(step.train_step, repeats=1, warmup=0, device=settings.device)
         # an epoch: its steps, and the validation (a forward is about a third of a step)
@@ -313,7 +309,9 @@ def _train_row(method: Method, settings: Settings, models: dict[str, nn.Module],
         progress.update(task, 0, f"{method.title}: the run died (loss ln {classes}, chance "
                         f"accuracy); restarting from seed {seed + 1}")
     progress.update(task, 1)
-    models[method.key] = model.cpu()
+    model.cpu()
+    if any(m.compress is not None and m.baseline == method.key for m in METHODS):
+        models[method.key] = model  # a later row compresses it
     row.update(status="ok", seed=seed, dead=_is_dead(result.history, classes),
                chance_accuracy=100 / classes,
                test_accuracy=100 * evaluate(model, test_set), history=result.history,
