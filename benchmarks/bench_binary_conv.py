@@ -1,11 +1,14 @@
-"""Eval-mode XnorConv2d / BinaryConv2d (frozen) versus nn.Conv2d float32 on VGG-S's layers."""
+"""Eval-mode XnorConv2d / BinaryConv2d (frozen) versus nn.Conv2d float32 on VGG-S's layers.
+
+"% roof": the XNOR layer's binary MACs/s over the CPU's popcount roof, nn.Conv2d's FLOP/s over
+its float32 FMA roof (both measured at the start of the run)."""
 
 from __future__ import annotations
 
 import argparse
 
 import torch
-from harness import median_seconds, report
+from harness import median_seconds, report, roof_percent, roofs
 from torch import nn
 
 import emokernels as ek
@@ -32,6 +35,8 @@ def run(batches: list[int]) -> list[dict]:
         bwn.eval()
         for batch in batches:
             x = torch.randn(batch, cin, side, side)
+            out_side = side + 2 * padding - kernel + 1
+            macs = batch * out_side**2 * cout * cin * kernel**2
             with torch.inference_mode():
                 times = {tag: median_seconds(lambda m=m, x=x: m(x), repeats=10, min_time=0.3)
                          for tag, m in (("conv", conv), ("xnor", xnor), ("bwn", bwn))}
@@ -41,13 +46,16 @@ def run(batches: list[int]) -> list[dict]:
                 "bwn_ms": 1e3 * times["bwn"],
                 "xnor_speedup": times["conv"] / times["xnor"],
                 "bwn_speedup": times["conv"] / times["bwn"],
+                "xnor_roof_pct": roof_percent(macs / times["xnor"], "popcount"),
+                "conv_roof_pct": roof_percent(2 * macs / times["conv"], "fma"),
             })
     return rows
 
 
 COLUMNS = [
     ("layer", "layer", ""), ("batch", "batch", "d"), ("shape", "shape", ""),
-    ("conv_ms", "conv ms", ".2f"), ("xnor_ms", "xnor ms", ".2f"),
+    ("conv_ms", "conv ms", ".2f"), ("conv_roof_pct", "conv % roof", ".0f"),
+    ("xnor_ms", "xnor ms", ".2f"), ("xnor_roof_pct", "xnor % roof", ".0f"),
     ("xnor_speedup", "x conv", ".2f"), ("bwn_ms", "bwn ms", ".2f"),
     ("bwn_speedup", "x conv", ".2f"),
 ]
@@ -56,5 +64,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args()
+    roofs()  # before anything is timed
     report("binary_conv", "VGG-S conv layers, eval mode: binary layers vs nn.Conv2d float32",
            COLUMNS, run(args.batches))

@@ -1,6 +1,8 @@
 """bwn_gemm (float activations x packed binary weights) versus torch.matmul with float weights.
 
-float32: against x @ W.T in float32; bfloat16: against torch.matmul in bfloat16.
+float32: against x @ W.T in float32 ("% roof": its FLOP/s over the CPU's measured float32 FMA
+roof; "bwn % roof": bwn_gemm's multiply-adds, counted as 2 FLOPs each, over the same roof);
+bfloat16: against torch.matmul in bfloat16.
 --device cuda: bwn_gemm with float32, float16 and bfloat16 activations against cuBLAS in the
 same dtype (float32 with TF32 off); "x int8" compares the float16 bwn_gemm with torch._int_mm.
 The target is the batch-1 GEMV of VGG-S fc6 (S3) against cuBLAS float16.
@@ -19,6 +21,7 @@ from harness import (
     gemm_main,
     median_seconds,
     ratio_text,
+    roof_percent,
 )
 
 from emokernels import ops
@@ -59,6 +62,9 @@ def measure(label: str, m: int, n: int, k: int) -> dict:
         row[f"{tag}_bwn_ms"] = 1e3 * t_bwn
         row[f"{tag}_speedup"] = t_dense / t_bwn
         row[f"{tag}_bwn_gmacs"] = m * n * k / t_bwn / 1e9
+        if tag == "fp32":
+            row["fp32_roof_pct"] = roof_percent(2 * m * n * k / t_dense, "fma")
+            row["fp32_bwn_roof_pct"] = roof_percent(2 * m * n * k / t_bwn, "fma")
     row["weight_bytes_dense_fp32"] = n * k * 4
     row["weight_bytes_packed"] = w_bits.numel() * 4 + alpha.numel() * 4
     return row
@@ -90,8 +96,10 @@ def cuda_notes(rows: list[dict]) -> list[str]:
 
 
 COLUMNS = [
-    ("shape", "shape", ""), ("fp32_dense_ms", "fp32 ms", ".3f"), ("fp32_bwn_ms", "bwn ms", ".3f"),
-    ("fp32_bwn_gmacs", "bwn GMAC/s", ".0f"), ("fp32_speedup", "x fp32", ".2f"),
+    ("shape", "shape", ""), ("fp32_dense_ms", "fp32 ms", ".3f"),
+    ("fp32_roof_pct", "% roof", ".0f"), ("fp32_bwn_ms", "bwn ms", ".3f"),
+    ("fp32_bwn_gmacs", "bwn GMAC/s", ".0f"), ("fp32_bwn_roof_pct", "bwn % roof", ".0f"),
+    ("fp32_speedup", "x fp32", ".2f"),
     ("bf16_dense_ms", "bf16 ms", ".3f"), ("bf16_bwn_ms", "bwn16 ms", ".3f"),
     ("bf16_speedup", "x bf16", ".2f"),
 ]

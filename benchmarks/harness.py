@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime
+import functools
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ import torch
 
 import emokernels
 from emokernels.cli import info_lines
+from emokernels.roof import cpu_roof
 from emokernels.timing import median_seconds
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -40,7 +42,7 @@ BASELINE_COLUMNS = [(f"cublas_{tag}_ms", f"{tag} ms", ".3f") for tag in CUBLAS_T
 
 __all__ = ["BASELINE_COLUMNS", "CORE_SHAPES", "CUBLAS_TAGS", "Suite", "baseline_fields", "bench",
            "cpu_name", "cublas_baselines", "environment", "gemm_main", "is_cuda",
-           "median_seconds", "ratio_text", "report"]
+           "median_seconds", "ratio_text", "report", "roof_percent", "roofs"]
 
 
 def cpu_name() -> str:
@@ -52,6 +54,24 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@functools.cache
+def roofs() -> dict:
+    """This CPU's ceilings, measured once a run, before anything is timed: binary MACs/s of
+    xnor_gemm's inner step without loads, and float32 FLOP/s of vector FMAs, all threads."""
+    popcount, fma = cpu_roof("popcount"), cpu_roof("fma")
+    return {"popcount_roof_tmacs": popcount.per_second / 1e12, "popcount_roof_loop": popcount.loop,
+            "fma_roof_gflops": fma.per_second / 1e9, "fma_roof_loop": fma.loop}
+
+
+def roof_percent(per_second: float, kind: str) -> float:
+    """``per_second`` (binary MACs for "popcount", float32 FLOPs for "fma") as a percentage of
+    this CPU's measured roof of that kind."""
+    roof = roofs()
+    if kind == "popcount":
+        return 100 * per_second / (roof["popcount_roof_tmacs"] * 1e12)
+    return 100 * per_second / (roof["fma_roof_gflops"] * 1e9)
 
 
 def is_cuda(device: str) -> bool:
@@ -140,6 +160,8 @@ def environment(device: str = "cpu") -> dict:
         "cpu_path": torch.ops.emokernels.cpu_isa(),
         "info": info_lines(),
     }
+    if not is_cuda(device):
+        env.update(roofs())
     if is_cuda(device):
         props = torch.cuda.get_device_properties(device)
         env.update({
@@ -164,7 +186,10 @@ def _header(env: dict) -> str:
                 f"{env['cuda_runtime']} | torch {env['torch']} | emokernels {env['emokernels']} | "
                 f"{env['date']}")
     return (f"# {env['device']} | {env['threads']} threads | torch {env['torch']} | "
-            f"emokernels {env['emokernels']} ({env['cpu_path']}) | {env['date']}")
+            f"emokernels {env['emokernels']} ({env['cpu_path']}) | {env['date']}\n"
+            f"# roof: popcount {env['popcount_roof_tmacs']:.2f} T binary MAC/s "
+            f"({env['popcount_roof_loop']}) | float32 {env['fma_roof_gflops']:.0f} GFLOP/s "
+            f"({env['fma_roof_loop']})")
 
 
 def report(name: str, title: str, columns: list[tuple[str, str, str]], rows: list[dict],
@@ -222,6 +247,8 @@ def gemm_main(name: str, doc: str, cpu: Suite, cuda: Suite) -> None:
                                       and torch.ops.emokernels.cuda_compiled()):
         parser.error("--device cuda needs a CUDA device and emokernels built with CUDA")
     suite = cuda if args.device == "cuda" else cpu
+    if args.device == "cpu":
+        roofs()
     chosen = list(suite.shapes.items())[:3] if args.quick else list(suite.shapes.items())
     rows = [suite.measure(label, *shape) for label, shape in chosen]
     report(name, suite.title, suite.columns, rows, args.device,

@@ -4,6 +4,7 @@
 
 #include "common/cpu_features.h"
 #include "cpu/paths.h"
+#include "cpu/roof.h"
 
 // The extension is loaded for its op registrations; it exposes no Python functions.
 PyMODINIT_FUNC PyInit__C(void) {
@@ -17,6 +18,9 @@ std::string cpu_isa_op() { return emokernels::cpu_isa_name(emokernels::active_cp
 std::string cpu_kernel_path_op(std::string op, std::string dtype, int64_t m, int64_t n,
                                int64_t channels) {
   return emokernels::cpu_kernel_path(op, dtype, m, n, channels);
+}
+std::tuple<double, std::string> cpu_roof_op(std::string kind, double seconds) {
+  return emokernels::cpu_roof(kind, seconds);
 }
 bool cuda_compiled_op() {
 #ifdef EMOKERNELS_WITH_CUDA
@@ -52,5 +56,6 @@ EMOKERNELS_LIBRARY(m) {
   m.def("cpu_isa() -> str", &cpu_isa_op);
   m.def("cpu_kernel_path(str op, str dtype, int m=1, int n=1, int channels=1) -> str",
         &cpu_kernel_path_op);
+  m.def("cpu_roof(str kind, float seconds=0.3) -> (float, str)", &cpu_roof_op);
   m.def("cuda_compiled() -> bool", &cuda_compiled_op);
 }

@@ -32,6 +32,16 @@ def test_bits_past_k_are_ignored(isa, k):
     assert torch.equal(ops.xnor_gemm(a_bits, b_bits, k), reference(a, b))
 
 
+@pytest.mark.parametrize("k", [8 * 32 * 31 + 32, 3 * 8 * 32 * 31 + 100])
+def test_long_rows_of_nearly_opposite_signs(isa, k):
+    # Rows that differ in almost every bit: counts summed in narrow (byte) accumulators over
+    # many chunks would wrap; the kernels must widen them in time.
+    a = torch.randn(5, k)
+    b = torch.cat([-a, a[:1]])
+    b[:, ::97] = torch.randn(6, len(range(0, k, 97)))
+    assert torch.equal(ops.xnor_gemm(ops.pack_bits(a), ops.pack_bits(b), k), reference(a, b))
+
+
 def test_same_result_for_any_thread_count(isa):
     a, b = ops.pack_bits(torch.randn(67, 900)), ops.pack_bits(torch.randn(83, 900))
     threads = torch.get_num_threads()

@@ -25,17 +25,22 @@ inline __m512i reduce8_epi64(const __m512i* v) {
                           _mm512_shuffle_i64x2(u[0], u[1], 0xDD));
 }
 
-// Per-64-bit-lane popcount of a 256-bit vector by the nibble lookup (AVX2 has no vpopcnt).
-EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
-inline __m256i popcount_epi64_avx2(__m256i v) {
+// Per-byte popcount of a 256-bit vector by the nibble lookup (AVX2 has no vpopcnt): each byte
+// of the result is 0..8, so 31 of them can be summed bytewise before any byte overflows.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+__m256i popcount_bytes_avx2(__m256i v) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
                                        2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i nibble = _mm256_set1_epi8(0x0f);
   const __m256i lo = _mm256_and_si256(v, nibble);
   const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-  const __m256i bytes =
-      _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
-  return _mm256_sad_epu8(bytes, _mm256_setzero_si256());
+  return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
 }
+
+constexpr int kMaxByteSums = 31;  // of popcount_bytes_avx2 results: 31 * 8 <= 255
+
+// The 4 int64 lane sums of 32 byte counts.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+__m256i sum_bytes_avx2(__m256i bytes) { return _mm256_sad_epu8(bytes, _mm256_setzero_si256()); }
 
 }  // namespace emokernels

@@ -36,36 +36,74 @@ inline void tile_portable(const XnorProblem& p, const uint32_t* const* arows,
 constexpr int kAvx2MR = 2;
 constexpr int kAvx2NR = 4;
 
+// Words w .. w + 8 of a row; the Tail chunk (1..8 words, holding the last word) is loaded
+// under a mask and cleared past k, so nothing beyond k ever counts.
+template <bool Tail>
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+__m256i load_chunk_avx2(const uint32_t* row, int64_t w, __m256i tail_load, __m256i tail_bits) {
+  const auto* at = reinterpret_cast<const int*>(row + w);
+  return Tail ? _mm256_and_si256(_mm256_maskload_epi32(at, tail_load), tail_bits)
+              : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at));
+}
+
+// One 8-word chunk of an MR x 4 tile, added to byte counts.
+template <bool Tail, int MR>
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+void xnor_step_avx2(__m256i (&acc)[MR][kAvx2NR], const uint32_t* const* arows,
+                    const uint32_t* const* brows, int64_t w, __m256i tail_load,
+                    __m256i tail_bits) {
+  __m256i va[MR];
+  for (int i = 0; i < MR; ++i) va[i] = load_chunk_avx2<Tail>(arows[i], w, tail_load, tail_bits);
+  for (int j = 0; j < kAvx2NR; ++j) {
+    const __m256i vb = load_chunk_avx2<Tail>(brows[j], w, tail_load, tail_bits);
+    for (int i = 0; i < MR; ++i)
+      acc[i][j] = _mm256_add_epi8(acc[i][j], popcount_bytes_avx2(_mm256_xor_si256(va[i], vb)));
+  }
+}
+
+// Byte counts are summed for up to kMaxByteSums chunks, then widened into int64 totals: 8
+// vector ops per pair and chunk instead of 9 with a widening every chunk. MR: kAvx2MR, or 1
+// for a single row (a batch-1 layer), which would otherwise compute a dropped copy of it.
+template <int MR>
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
-inline void tile_avx2(
+void tile_avx2(
     const XnorProblem& p, const uint32_t* const* arows, const uint32_t* const* brows, int64_t m0,
     int64_t n0, int m_valid, int n_valid) {
-  __m256i acc[kAvx2MR][kAvx2NR];
-  for (auto& row : acc)
-    for (auto& v : row) v = _mm256_setzero_si256();
-  // Whole 8-word vectors strictly before the last word; the rest is done in scalar code.
-  const int64_t vec_words = ((p.row_words - 1) / 8) * 8;
-  for (int64_t w = 0; w < vec_words; w += 8) {
-    __m256i va[kAvx2MR];
-    for (int i = 0; i < kAvx2MR; ++i)
-      va[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(arows[i] + w));
-    for (int j = 0; j < kAvx2NR; ++j) {
-      const __m256i vb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(brows[j] + w));
-      for (int i = 0; i < kAvx2MR; ++i)
-        acc[i][j] = _mm256_add_epi64(acc[i][j], popcount_epi64_avx2(_mm256_xor_si256(va[i], vb)));
-    }
+  const int64_t chunks = (p.row_words + 7) / 8;  // the last one is the tail
+  const int tail_words = static_cast<int>(p.row_words - 8 * (chunks - 1));
+  alignas(32) int32_t load_mask[8], bits_mask[8];
+  for (int i = 0; i < 8; ++i) {
+    load_mask[i] = i < tail_words ? -1 : 0;
+    bits_mask[i] = i < tail_words - 1 ? -1 : i == tail_words - 1 ? static_cast<int32_t>(p.last_mask) : 0;
   }
-  const int64_t last = p.row_words - 1;
+  const __m256i tail_load = _mm256_load_si256(reinterpret_cast<const __m256i*>(load_mask));
+  const __m256i tail_bits = _mm256_load_si256(reinterpret_cast<const __m256i*>(bits_mask));
+
+  __m256i total[MR][kAvx2NR];
+  for (auto& row : total)
+    for (auto& v : row) v = _mm256_setzero_si256();
+  for (int64_t c0 = 0; c0 < chunks; c0 += kMaxByteSums) {
+    const int64_t c_end = std::min<int64_t>(chunks, c0 + kMaxByteSums);
+    __m256i acc[MR][kAvx2NR];
+    for (auto& row : acc)
+      for (auto& v : row) v = _mm256_setzero_si256();
+    for (int64_t c = c0; c < c_end - 1; ++c)
+      xnor_step_avx2<false, MR>(acc, arows, brows, 8 * c, tail_load, tail_bits);
+    if (c_end == chunks) {
+      xnor_step_avx2<true, MR>(acc, arows, brows, 8 * (chunks - 1), tail_load, tail_bits);
+    } else {
+      xnor_step_avx2<false, MR>(acc, arows, brows, 8 * (c_end - 1), tail_load, tail_bits);
+    }
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < kAvx2NR; ++j)
+        total[i][j] = _mm256_add_epi64(total[i][j], sum_bytes_avx2(acc[i][j]));
+  }
   for (int i = 0; i < m_valid; ++i) {
     int32_t dots[kAvx2NR];
     for (int j = 0; j < n_valid; ++j) {
       alignas(32) int64_t lanes[4];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[i][j]);
-      int64_t diff = lanes[0] + lanes[1] + lanes[2] + lanes[3];
-      for (int64_t w = vec_words; w < last; ++w)
-        diff += _mm_popcnt_u32(arows[i][w] ^ brows[j][w]);
-      diff += _mm_popcnt_u32((arows[i][last] ^ brows[j][last]) & p.last_mask);
-      dots[j] = static_cast<int32_t>(p.k - 2 * diff);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), total[i][j]);
+      dots[j] = static_cast<int32_t>(p.k - 2 * (lanes[0] + lanes[1] + lanes[2] + lanes[3]));
     }
     store_row(p, m0 + i, n0, dots, n_valid);
   }
@@ -89,13 +127,13 @@ constexpr int kAvx512NR = 8;
 
 // One 16-word chunk of the 3 x 8 tile; the Tail chunk is loaded under a mask and cleared
 // past k so that garbage beyond k never counts.
-template <bool Tail>
+template <bool Tail, int MR>
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
 void xnor_step_avx512(
-    __m512i (&acc)[kAvx512MR][kAvx512NR], const uint32_t* const* arows,
+    __m512i (&acc)[MR][kAvx512NR], const uint32_t* const* arows,
     const uint32_t* const* brows, int64_t w, __mmask16 tail_load, __m512i tail_bits) {
-  __m512i va[kAvx512MR];
-  for (int i = 0; i < kAvx512MR; ++i) {
+  __m512i va[MR];
+  for (int i = 0; i < MR; ++i) {
     va[i] = Tail ? _mm512_and_si512(_mm512_maskz_loadu_epi32(tail_load, arows[i] + w), tail_bits)
                  : _mm512_loadu_si512(arows[i] + w);
   }
@@ -103,16 +141,19 @@ void xnor_step_avx512(
     const __m512i vb =
         Tail ? _mm512_and_si512(_mm512_maskz_loadu_epi32(tail_load, brows[j] + w), tail_bits)
              : _mm512_loadu_si512(brows[j] + w);
-    for (int i = 0; i < kAvx512MR; ++i)
+    for (int i = 0; i < MR; ++i)
       acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va[i], vb)));
   }
 }
 
+// MR: kAvx512MR, or fewer for a problem with fewer rows (a batch-1 or batch-2 layer), which
+// would otherwise compute dropped copies of its rows.
+template <int MR>
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET)
-inline void tile_avx512(
+void tile_avx512(
     const XnorProblem& p, const uint32_t* const* arows, const uint32_t* const* brows, int64_t m0,
     int64_t n0, int m_valid, int n_valid) {
-  __m512i acc[kAvx512MR][kAvx512NR];
+  __m512i acc[MR][kAvx512NR];
   for (auto& row : acc)
     for (auto& v : row) v = _mm512_setzero_si512();
   // The last 16-word chunk (1..16 words, holding the last word) is loaded under a mask.
@@ -123,8 +164,9 @@ inline void tile_avx512(
       _mm512_set1_epi32(-1), static_cast<__mmask16>(1u << (tail_words - 1)),
       static_cast<int>(p.last_mask));
 
-  for (int64_t c = 0; c < full; ++c) xnor_step_avx512<false>(acc, arows, brows, 16 * c, 0, tail_bits);
-  xnor_step_avx512<true>(acc, arows, brows, 16 * full, tail_load, tail_bits);
+  for (int64_t c = 0; c < full; ++c)
+    xnor_step_avx512<false, MR>(acc, arows, brows, 16 * c, 0, tail_bits);
+  xnor_step_avx512<true, MR>(acc, arows, brows, 16 * full, tail_load, tail_bits);
 
   const __m512i k_vec = _mm512_set1_epi64(p.k);
   const __mmask8 store = static_cast<__mmask8>((1u << n_valid) - 1u);
@@ -145,14 +187,17 @@ void run_tiles(const XnorProblem& p) {
   });
 }
 
-// Runs the problem on the path xnor_path() picks.
+// Runs the problem on the path xnor_path() picks, with tiles no taller than the problem.
 inline void run_xnor(const XnorProblem& p) {
   switch (xnor_path()) {
     case XnorPath::Avx512:
-      run_tiles<kAvx512MR, kAvx512NR, tile_avx512>(p);
+      if (p.m == 1) return run_tiles<1, kAvx512NR, tile_avx512<1>>(p);
+      if (p.m == 2) return run_tiles<2, kAvx512NR, tile_avx512<2>>(p);
+      run_tiles<kAvx512MR, kAvx512NR, tile_avx512<kAvx512MR>>(p);
       break;
     case XnorPath::Avx2:
-      run_tiles<kAvx2MR, kAvx2NR, tile_avx2>(p);
+      if (p.m == 1) return run_tiles<1, kAvx2NR, tile_avx2<1>>(p);
+      run_tiles<kAvx2MR, kAvx2NR, tile_avx2<kAvx2MR>>(p);
       break;
     case XnorPath::Portable:
       run_tiles<1, 8, tile_portable>(p);

@@ -149,8 +149,10 @@ class Settings:
                     clip_grad_norm=5.0, channels_last=True, in_memory=True, epochs=7,
                     method_epochs={"hashed": 4, "xnor": 2, "binary_activations": 2,
                                    "squeezenet": 10},
-                    # No BatchNorm in SqueezeNet: its ReLUs die at higher rates.
-                    method_lr={"squeezenet": 1e-3, "cp_squeezenet": 1e-3},
+                    # No BatchNorm in SqueezeNet: its ReLUs die at higher rates. BWN's latent
+                    # weights matter only by their signs, which AdamW at 3e-3 flips back and
+                    # forth (seed 0: 90.0 % at 3e-3, 95.6 % at 1e-3).
+                    method_lr={"squeezenet": 1e-3, "cp_squeezenet": 1e-3, "bwn": 1e-3},
                     finetune_epochs=2, timing_batch=4, timing_repeats=3,
                     methods=tuple(m.key for m in METHODS if m.key != "hashed_block16"))
         return cls(**{**base, **overrides})

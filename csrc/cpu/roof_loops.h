@@ -1,0 +1,144 @@
+// Register-only loops: the instruction mix of a kernel's inner step with every operand already
+// in a register, so their throughput is the ceiling that kernel can approach on this CPU.
+// Each returns a value that depends on every accumulator, so no work can be dropped.
+#pragma once
+
+#include <cstdint>
+
+#include "popcount_simd.h"
+#include "simd.h"
+
+// Tells the compiler a register changed (no instruction is emitted), so a step that uses it
+// cannot be hoisted out of the loop. The emulated build's vectors are structs in memory.
+#ifdef EMOKERNELS_EMULATE_SIMD
+#define EMOKERNELS_OPAQUE(v, reg) __asm__ volatile("" : "+m"(v))
+#else
+#define EMOKERNELS_OPAQUE(v, reg) __asm__ volatile("" : "+" reg(v))
+#endif
+
+namespace emokernels {
+namespace roof {
+
+// xnor_gemm's AVX-512 step: a 3 x 8 tile of XOR + VPOPCNTQ + add, 512 bits per pair.
+// Binary MACs done: iterations * 24 * 512.
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET)
+inline int64_t popcount_avx512(int64_t iterations) {
+  __m512i acc[3][8];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm512_setzero_si512();
+  __m512i va[3] = {_mm512_set1_epi64(0x0123456789abcdefLL), _mm512_set1_epi64(0x1111),
+                   _mm512_set1_epi64(-7)};
+  __m512i vb = _mm512_set1_epi64(0x5555555555555555LL);
+  for (int64_t it = 0; it < iterations; ++it) {
+    for (auto& v : va) EMOKERNELS_OPAQUE(v, "v");
+    for (int j = 0; j < 8; ++j) {
+      EMOKERNELS_OPAQUE(vb, "v");
+      for (int i = 0; i < 3; ++i)
+        acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va[i], vb)));
+    }
+  }
+  __m512i sum = _mm512_setzero_si512();
+  for (auto& row : acc)
+    for (auto& v : row) sum = _mm512_add_epi64(sum, v);
+  alignas(64) int64_t lanes[8];
+  _mm512_store_si512(lanes, sum);
+  int64_t total = 0;
+  for (int64_t v : lanes) total += v;
+  return total;
+}
+
+// xnor_gemm's AVX2 step: a 2 x 4 tile of XOR + nibble-lookup popcount + bytewise add, 256 bits
+// per pair (the kernel's rare widening of the byte sums is left out).
+// Binary MACs done: iterations * 8 * 256.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+inline int64_t popcount_avx2(int64_t iterations) {
+  __m256i acc[2][4];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm256_setzero_si256();
+  __m256i va[2] = {_mm256_set1_epi64x(0x0123456789abcdefLL), _mm256_set1_epi64x(-7)};
+  __m256i vb = _mm256_set1_epi64x(0x5555555555555555LL);
+  for (int64_t it = 0; it < iterations; ++it) {
+    for (auto& v : va) EMOKERNELS_OPAQUE(v, "x");
+    for (int j = 0; j < 4; ++j) {
+      EMOKERNELS_OPAQUE(vb, "x");
+      for (int i = 0; i < 2; ++i)
+        acc[i][j] = _mm256_add_epi8(acc[i][j], popcount_bytes_avx2(_mm256_xor_si256(va[i], vb)));
+    }
+  }
+  __m256i sum = _mm256_setzero_si256();  // wrapped byte sums: a value to keep, not a count
+  for (auto& row : acc)
+    for (auto& v : row) sum = _mm256_add_epi64(sum, sum_bytes_avx2(v));
+  alignas(32) int64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+// The portable step: scalar 64-bit XOR + popcount + add on 8 accumulators.
+// Binary MACs done: iterations * 8 * 64.
+inline int64_t popcount_portable(int64_t iterations) {
+  uint64_t acc[8] = {};
+  uint64_t a = 0x0123456789abcdefULL, b = 0x5555555555555555ULL;
+  for (int64_t it = 0; it < iterations; ++it) {
+    for (int j = 0; j < 8; ++j) {
+      EMOKERNELS_OPAQUE(b, "r");
+      acc[j] += static_cast<uint64_t>(__builtin_popcountll(a ^ b));
+    }
+  }
+  uint64_t sum = 0;
+  for (uint64_t v : acc) sum += v;
+  return static_cast<int64_t>(sum);
+}
+
+// float32 FMA on 24 independent 16-lane accumulators. FLOPs done: iterations * 24 * 32.
+EMOKERNELS_TARGET(EMOKERNELS_AVX512F_TARGET)
+inline float fma_avx512(int64_t iterations) {
+  __m512 acc[24];
+  for (auto& v : acc) v = _mm512_setzero_ps();
+  __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
+  for (int64_t it = 0; it < iterations; ++it) {
+    EMOKERNELS_OPAQUE(a, "v");
+    for (auto& v : acc) v = _mm512_fmadd_ps(a, v, b);
+  }
+  __m512 sum = _mm512_setzero_ps();
+  for (auto& v : acc) sum = _mm512_add_ps(sum, v);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, sum);
+  float total = 0;
+  for (float v : lanes) total += v;
+  return total;
+}
+
+// float32 FMA on 12 independent 8-lane accumulators. FLOPs done: iterations * 12 * 16.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+inline float fma_avx2(int64_t iterations) {
+  __m256 acc[12];
+  for (auto& v : acc) v = _mm256_setzero_ps();
+  __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-3f);
+  for (int64_t it = 0; it < iterations; ++it) {
+    EMOKERNELS_OPAQUE(a, "x");
+    for (auto& v : acc) v = _mm256_fmadd_ps(a, v, b);
+  }
+  __m256 sum = _mm256_setzero_ps();
+  for (auto& v : acc) sum = _mm256_add_ps(sum, v);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  float total = 0;
+  for (float v : lanes) total += v;
+  return total;
+}
+
+// Scalar float32 multiply-add on 8 accumulators. FLOPs done: iterations * 8 * 2.
+inline float fma_portable(int64_t iterations) {
+  float acc[8] = {};
+  float a = 0.999f;
+  for (int64_t it = 0; it < iterations; ++it) {
+    EMOKERNELS_OPAQUE(a, "m");
+    for (auto& v : acc) v = a * v + 1e-3f;
+  }
+  float sum = 0;
+  for (float v : acc) sum += v;
+  return sum;
+}
+
+}  // namespace roof
+}  // namespace emokernels

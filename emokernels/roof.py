@@ -1,0 +1,27 @@
+"""The machine's own ceilings, measured, so that a kernel's speed can be stated as a fraction
+of what this CPU can do (the same figure means the same on Intel and AMD)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class Roof(NamedTuple):
+    per_second: float  # binary MACs/s ("popcount") or float32 FLOP/s ("fma")
+    loop: str  # the loop measured, and on how many threads
+
+
+def cpu_roof(kind: str, seconds: float = 0.3) -> Roof:
+    """Throughput of a register-only loop on all of torch's CPU threads at once.
+
+    Args:
+        kind: ``"popcount"``: the inner step of ``xnor_gemm`` on the path it takes on this CPU
+            (XOR + popcount + add on a tile of accumulators, no loads), in binary MACs per
+            second (bits XORed, counted and summed); ``"fma"``: float32 FLOPs per second of the
+            widest vector FMA (a multiply-add counts 2).
+        seconds: about how long to measure (best of 3 runs), in ``(0, 60]``.
+    """
+    per_second, loop = torch.ops.emokernels.cpu_roof(kind, float(seconds))
+    return Roof(per_second, loop)
