@@ -36,6 +36,7 @@ bench: install
 	$(PY) benchmarks/bench_xnor_gemm.py
 	$(PY) benchmarks/bench_bwn_gemm.py
 	$(PY) benchmarks/bench_binary_conv.py
+	$(PY) benchmarks/bench_networks.py
 	$(PY) benchmarks/bench_hashed.py --quick
 	$(PY) benchmarks/bench_cp_conv.py
 

@@ -58,8 +58,9 @@ def cpu_name() -> str:
 
 @functools.cache
 def roofs() -> dict:
-    """This CPU's ceilings, measured once a run, before anything is timed: binary MACs/s of
-    xnor_gemm's inner step without loads, and float32 FLOP/s of vector FMAs, all threads."""
+    """This CPU's ceilings, measured once a run (the GEMM and convolution benchmarks call it
+    before timing anything): binary MACs/s of xnor_gemm's inner step without loads, and float32
+    FLOP/s of vector FMAs, all threads."""
     popcount, fma = cpu_roof("popcount"), cpu_roof("fma")
     return {"popcount_roof_tmacs": popcount.per_second / 1e12, "popcount_roof_loop": popcount.loop,
             "fma_roof_gflops": fma.per_second / 1e9, "fma_roof_loop": fma.loop}

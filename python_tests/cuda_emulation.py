@@ -73,5 +73,6 @@ def load_cuda_ops() -> object:
     return build(CUDA_OPS, [os.path.join(HARNESS, "cuda_kernels.cpp"),
                             os.path.join(CSRC, "registration.cpp"),
                             os.path.join(CSRC, "common", "cpu_features.cpp"),
-                            os.path.join(CSRC, "cpu", "paths.cpp")],
+                            os.path.join(CSRC, "cpu", "paths.cpp"),
+                            os.path.join(CSRC, "cpu", "roof.cpp")],
                  extra_cflags=[f"-DEMOKERNELS_NAMESPACE={CUDA_OPS}"])

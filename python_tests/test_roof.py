@@ -5,21 +5,29 @@ import torch
 
 from emokernels.roof import cpu_roof
 
-# Generous physical ceilings per thread: 6 GHz, 4 vector ops a cycle at the path's width. A
-# loop the compiler had dropped or hoisted would time as ~0 s and exceed them.
-_WIDTH = {"avx512": 512, "avx512-emulated": 512, "avx2": 256, "portable": 64}
+# The fewest vector (or scalar) ops one pair's step of each popcount loop needs: XOR, popcount,
+# add; AVX2's nibble-lookup popcount takes 6 of its own.
+_POPCOUNT_STEP_OPS = {"avx512-vpopcntdq": 3, "avx2": 8, "portable": 3}
+_WIDTH = {"avx512-vpopcntdq": 512, "avx512f": 512, "avx2": 256, "portable": 32}
 
 
 @pytest.mark.parametrize("kind", ["popcount", "fma"])
 def test_roof_runs_the_loop_of_the_path_in_force(isa, kind):
+    # The loop of the path the kernels take: xnor_gemm's for popcount (AVX-512 needs VPOPCNTDQ),
+    # the float kernels' for FMA (AVX-512F).
+    op = "xnor_gemm" if kind == "popcount" else "cp_conv2d"
+    path = torch.ops.emokernels.cpu_kernel_path(op, "int32" if kind == "popcount" else "float32")
     roof = cpu_roof(kind, seconds=0.03)
-    width = _WIDTH[isa]
-    # bits per vector op for popcount; FLOPs (2 per lane) for fma
-    per_op = width if kind == "popcount" else 2 * width // 32
-    ceiling = torch.get_num_threads() * 6e9 * 4 * per_op
-    assert math.isfinite(roof.per_second) and 0 < roof.per_second < ceiling
-    assert roof.loop.startswith("portable" if isa == "portable" else isa.split("-")[0])
-    assert roof.loop.endswith(f"{torch.get_num_threads()} threads")
+    assert roof.loop.startswith(f"{path}:")
+    assert roof.loop.endswith(f" {torch.get_num_threads()} threads")
+    # Generous physical ceilings a thread: 6 GHz, 4 ops a cycle. A loop whose XOR and popcount
+    # the compiler had hoisted, or that it had dropped, would time far above them.
+    if kind == "popcount":
+        per_cycle = 4 / _POPCOUNT_STEP_OPS[path] * _WIDTH[path]
+    else:
+        per_cycle = 4 * 2 * _WIDTH[path] // 32  # FLOPs of 4 FMAs
+    assert math.isfinite(roof.per_second)
+    assert 0 < roof.per_second < torch.get_num_threads() * 6e9 * per_cycle
 
 
 def test_roof_uses_the_thread_count():

@@ -21,9 +21,11 @@ def test_matches_reference(isa, m, n, k):
     assert torch.equal(out, reference(a, b))
 
 
-@pytest.mark.parametrize("k", [1, 17, 40, 95, 543])
-def test_bits_past_k_are_ignored(isa, k):
-    a, b = torch.randn(6, k), torch.randn(10, k)
+# Tails of every length: 1..8 words past the last whole 8-word chunk, 1..16 past 16 words.
+@pytest.mark.parametrize("k", [1, 17, 40, 95, 150, 180, 200, 543, 1000])
+@pytest.mark.parametrize("m", [1, 2, 6])
+def test_bits_past_k_are_ignored(isa, m, k):
+    a, b = torch.randn(m, k), torch.randn(10, k)
     a_bits, b_bits = ops.pack_bits(a), ops.pack_bits(b)
     if k % 32:
         garbage = ~((1 << (k % 32)) - 1)  # every bit past k in the last word set
@@ -38,7 +40,7 @@ def test_long_rows_of_nearly_opposite_signs(isa, k):
     # many chunks would wrap; the kernels must widen them in time.
     a = torch.randn(5, k)
     b = torch.cat([-a, a[:1]])
-    b[:, ::97] = torch.randn(6, len(range(0, k, 97)))
+    b[1:, ::97] = torch.randn(5, len(range(0, k, 97)))  # row 0 stays exactly opposite
     assert torch.equal(ops.xnor_gemm(ops.pack_bits(a), ops.pack_bits(b), k), reference(a, b))
 
 

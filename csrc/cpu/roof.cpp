@@ -33,8 +33,8 @@ Loop popcount_loop() {
     case XnorPath::Portable:
       break;
   }
-  return {[](int64_t n) { return static_cast<double>(roof::popcount_portable(n)); }, 8.0 * 64,
-          "portable: 8 scalar xor + popcnt + add"};
+  return {[](int64_t n) { return static_cast<double>(roof::popcount_portable(n)); }, 8.0 * 32,
+          "portable: 8 scalar 32-bit xor + popcount + add"};
 }
 
 Loop fma_loop() {
@@ -80,14 +80,17 @@ std::tuple<double, std::string> cpu_roof(const std::string& kind, double seconds
   const Loop loop = kind == "popcount" ? popcount_loop() : fma_loop();
   const int64_t threads = at::get_num_threads();
   // Grow the run until it lasts long enough to time, then size it to `seconds` in all.
+  constexpr int64_t kMaxIterations = int64_t{1} << 40;
   int64_t iterations = 1024;
   double elapsed = run_on_threads(loop, iterations, threads);
-  while (elapsed < 0.01 && iterations < (int64_t{1} << 40)) {
+  while (elapsed < 0.01 && iterations < kMaxIterations) {
     iterations *= 4;
     elapsed = run_on_threads(loop, iterations, threads);
   }
-  iterations = std::max<int64_t>(
-      1, static_cast<int64_t>(static_cast<double>(iterations) * (seconds / 3) / elapsed));
+  TORCH_CHECK(elapsed > 0, "cpu_roof: the loop took no measurable time");
+  iterations = static_cast<int64_t>(std::clamp(
+      static_cast<double>(iterations) * (seconds / 3) / elapsed, 1.0,
+      static_cast<double>(kMaxIterations)));
   double best = 0;
   for (int round = 0; round < 3; ++round) {
     const double t = run_on_threads(loop, iterations, threads);

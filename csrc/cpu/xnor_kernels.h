@@ -71,13 +71,12 @@ void tile_avx2(
     int64_t n0, int m_valid, int n_valid) {
   const int64_t chunks = (p.row_words + 7) / 8;  // the last one is the tail
   const int tail_words = static_cast<int>(p.row_words - 8 * (chunks - 1));
-  alignas(32) int32_t load_mask[8], bits_mask[8];
-  for (int i = 0; i < 8; ++i) {
-    load_mask[i] = i < tail_words ? -1 : 0;
-    bits_mask[i] = i < tail_words - 1 ? -1 : i == tail_words - 1 ? static_cast<int32_t>(p.last_mask) : 0;
-  }
-  const __m256i tail_load = _mm256_load_si256(reinterpret_cast<const __m256i*>(load_mask));
-  const __m256i tail_bits = _mm256_load_si256(reinterpret_cast<const __m256i*>(bits_mask));
+  // Words before tail_words load; of those, the last keeps only the bits before k.
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i tail_load = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail_words), lane);
+  const __m256i tail_bits =
+      _mm256_blendv_epi8(tail_load, _mm256_set1_epi32(static_cast<int32_t>(p.last_mask)),
+                         _mm256_cmpeq_epi32(lane, _mm256_set1_epi32(tail_words - 1)));
 
   __m256i total[MR][kAvx2NR];
   for (auto& row : total)
