@@ -5,7 +5,8 @@ CPU: dense ``F.conv2d`` (oneDNN) in NCHW and channels-last, the four ``F.conv2d`
 tensorly-torch's factorized CP convolution when it is installed (``tltorch``), and the fused C++
 kernel in NCHW and channels-last, timed interleaved (one call of each method per
 round, many rounds; medians), so a noisy machine slows every method alike. CUDA: dense cuDNN
-(float32, TF32 off, and float16), the four stages and the fused Triton kernel.
+(float32, TF32 off, and float16), the four stages and the fused Triton kernel. "% roof" (CPU):
+a method's multiply-adds (2 FLOPs each) per second over the CPU's measured float32 FMA roof.
 Layers: the paper's SqueezeNet-1.1 fire8/fire9 3x3 expand (64->256) at 224 and 64 input, a
 64->256 layer at 56x56, VGG-S conv2/conv3, at rank 192 (and a sweep of ranks), batch 1 and 32.
 """
@@ -18,7 +19,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from harness import bench, is_cuda, ratio_text, report
+from harness import bench, is_cuda, ratio_text, report, roof_percent, roofs
 from torch import nn
 
 from emokernels import ops
@@ -119,6 +120,8 @@ def measure(label: str, layer: tuple, rank: int, batch: int, device: str, budget
         pixels = batch * ((h + 2 * layer[4] - k) // layer[3] + 1) ** 2
         row["fused_gmacs"] = pixels * case.macs["cp"] / best_fused / 1e9
         row["dense_gmacs"] = pixels * case.macs["dense"] / best_dense / 1e9
+        row["fused_roof_pct"] = roof_percent(2e9 * row["fused_gmacs"], "fma")
+        row["dense_roof_pct"] = roof_percent(2e9 * row["dense_gmacs"], "fma")
     return row
 
 
@@ -152,7 +155,8 @@ def columns(device: str) -> list[tuple[str, str, str]]:
     if is_cuda(device):
         cols.append(("fused_fp16_vs_dense_fp16", "fp16 vs dense", ".2f"))
     else:
-        cols += [("fused_gmacs", "fused GMAC/s", ".1f"), ("dense_gmacs", "dense GMAC/s", ".1f")]
+        cols += [("fused_gmacs", "fused GMAC/s", ".1f"), ("fused_roof_pct", "% roof", ".0f"),
+                 ("dense_gmacs", "dense GMAC/s", ".1f"), ("dense_roof_pct", "% roof", ".0f")]
     return cols
 
 
@@ -165,6 +169,8 @@ def main() -> None:
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA device")
+    if device == "cpu":
+        roofs()  # before anything is timed
     budget = 1.0 if args.quick else 3.0
     layers = list(LAYERS.items())[:2] if args.quick else list(LAYERS.items())
     rows = [measure(label, layer, RANK, batch, device, budget)
