@@ -136,4 +136,4 @@ if __name__ == "__main__":
     report("networks", "VGG-S 224x224, frozen binary nets vs float, inference", COLUMNS,
            run(args.batches, args.rounds),
            notes=["targets: XNOR >= 10x float at batch 1 and >= 5x at batch 32; BWN >= 4x "
-                  "and >= 3x", "% columns: share of one forward's time by module kind"])
+                  "and >= 3x", "% columns: share of a forward's time by module kind (median of 3)"])
