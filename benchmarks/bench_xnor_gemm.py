@@ -57,7 +57,7 @@ def int8_mm_seconds(m: int, n: int, k: int) -> float | None:
     except RuntimeError:
         return None  # shape or platform not supported by this torch build
     if first > 1.0:  # a CPU without int8 dot-product instructions: minutes for the repeats
-        return median_seconds(lambda: torch._int_mm(a, b), repeats=1, warmup=0)
+        return first
     return median_seconds(lambda: torch._int_mm(a, b), repeats=10, min_time=0.3)
 
 
