@@ -54,7 +54,8 @@ BUCKET_GRAD = _struct([("grad", _PTR), ("x", _PTR), ("w", HASHED_PROBLEM), ("out
 XNOR_PROBLEM = _struct([("a", _PTR), ("b", _PTR), ("m", _I64), ("n", _I64),
                         ("row_words", _I64), ("k", _I64), ("last_mask", _U32),
                         ("out_i32", _PTR), ("out_f32", _PTR), ("scale", _PTR), ("bias", _PTR),
-                        ("offset", _PTR), ("offset_rows", _I64)])
+                        ("offset", _PTR), ("offset_rows", _I64), ("out_bits", _PTR),
+                        ("bounds", _PTR), ("out_words", _I64)])
 BWN_PROBLEM = _struct([("x", _PTR), ("w", _PTR), ("alpha", _PTR), ("row_sums", _PTR),
                        ("out", _PTR), ("m", _I64), ("n", _I64), ("k", _I64), ("words", _I64),
                        ("conv", _PTR)])
@@ -171,8 +172,8 @@ def _xnor_tensor_cores(device: torch.device) -> bool:
 
 
 def _run_xnor(a, b, k: int, fused: bool, **epilogue) -> None:
-    """xnor_gemm(_scaled) on the path the device takes; epilogue: the output and (fused) the
-    scale / bias / offset fields of the problem."""
+    """xnor_gemm(_scaled / _sign) on the path the device takes; epilogue: the output and
+    (fused) the scale / bias / offset / bounds fields of the problem."""
     m, n = a.shape[0], b.shape[0]
     p = _fill(XNOR_PROBLEM, a=_ptr(a), b=_ptr(b), m=m, n=n, row_words=a.shape[1], k=k,
               last_mask=(1 << (k % 32)) - 1 if k % 32 else 0xFFFFFFFF,
@@ -203,6 +204,18 @@ def xnor_gemm_scaled(a, b, k: int, scale, bias=None, offset=None) -> torch.Tenso
         offset = None if offset is None else offset.contiguous()
         _run_xnor(a.contiguous(), b.contiguous(), k, True, out_f32=_ptr(out),
                   scale=_ptr(scale), bias=_ptr(bias), offset=_ptr(offset),
+                  offset_rows=1 if offset is None else offset.shape[0])
+    return out
+
+
+def xnor_gemm_sign(a, b, k: int, bounds, offset=None) -> torch.Tensor:
+    shape = _checks.xnor_gemm_sign_output_shape(a, b, k, bounds, offset)
+    out = torch.zeros(shape, dtype=torch.int32, device=a.device)
+    if out.numel():
+        bounds = bounds.contiguous()
+        offset = None if offset is None else offset.contiguous()
+        _run_xnor(a.contiguous(), b.contiguous(), k, True, out_bits=_ptr(out),
+                  out_words=shape[1], bounds=_ptr(bounds), offset=_ptr(offset),
                   offset_rows=1 if offset is None else offset.shape[0])
     return out
 
@@ -307,6 +320,7 @@ def hashed_linear_backward(grad, x, buckets, seed: int, block: int, output_mask,
 
 
 OPS = {"pack_bits": pack_bits, "xnor_gemm": xnor_gemm, "xnor_gemm_scaled": xnor_gemm_scaled,
+       "xnor_gemm_sign": xnor_gemm_sign,
        "bwn_gemm": bwn_gemm, "bwn_conv2d": bwn_conv2d, "hashed_linear": hashed_linear,
        "hashed_linear_backward": hashed_linear_backward}
 

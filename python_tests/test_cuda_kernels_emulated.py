@@ -12,6 +12,7 @@ from emokernels import ops
 
 from . import cuda_emulation
 from .conftest import forced_isa, signs
+from .test_xnor_gemm_sign import random_bounds
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def xnor_path(request, monkeypatch):
 
 
 @pytest.mark.parametrize("m, n, k", GEMM_SHAPES + [(33, 41, 256), (16, 8, 513), (70, 33, 2000)])
-def test_xnor_gemm_and_scaled(cuda_ops, xnor_path, m, n, k):
+def test_xnor_gemm_scaled_and_sign(cuda_ops, xnor_path, m, n, k):
     a, b = garbage_bits(m, k), garbage_bits(n, k)
     assert torch.equal(cuda_ops.xnor_gemm(a, b, k), portable(ops.xnor_gemm, a, b, k))
     scale, bias = torch.randn(n), torch.randn(n)
@@ -75,6 +76,10 @@ def test_xnor_gemm_and_scaled(cuda_ops, xnor_path, m, n, k):
     for args in [(scale, None, None), (scale, bias, None), (scale, bias, offset)]:
         want = portable(ops.xnor_gemm_scaled, a, b, k, *args)
         assert torch.equal(cuda_ops.xnor_gemm_scaled(a, b, k, *args), want)
+    bounds = random_bounds(n, k)
+    for rows in (None, offset):
+        want = portable(ops.xnor_gemm_sign, a, b, k, bounds, rows)
+        assert torch.equal(cuda_ops.xnor_gemm_sign(a, b, k, bounds, rows), want)
 
 
 @pytest.mark.parametrize("m, n, k", GEMM_SHAPES)

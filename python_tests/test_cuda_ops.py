@@ -8,6 +8,8 @@ import torch
 import emokernels as ek
 from emokernels import ops
 
+from .test_xnor_gemm_sign import random_bounds
+
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
     not (torch.cuda.is_available() and torch.ops.emokernels.cuda_compiled()),
     reason="needs a CUDA device and the CUDA build")]
@@ -28,7 +30,7 @@ def test_pack_bits(dtype, shape):
 
 
 @pytest.mark.parametrize("m, n, k", SHAPES)
-def test_xnor_gemm_and_scaled(m, n, k):
+def test_xnor_gemm_scaled_and_sign(m, n, k):
     a, b = ops.pack_bits(torch.randn(m, k)), ops.pack_bits(torch.randn(n, k))
     a[:, -1] |= -(1 << 30)  # garbage past k must not count
     assert torch.equal(ops.xnor_gemm(a.cuda(), b.cuda(), k).cpu(), ops.xnor_gemm(a, b, k))
@@ -37,6 +39,9 @@ def test_xnor_gemm_and_scaled(m, n, k):
     cpu = ops.xnor_gemm_scaled(a, b, k, scale, bias, offset)
     gpu = ops.xnor_gemm_scaled(a.cuda(), b.cuda(), k, scale.cuda(), bias.cuda(), offset.cuda())
     assert torch.equal(gpu.cpu(), cpu)  # the same float ops in the same order
+    bounds = random_bounds(n, k)
+    gpu = ops.xnor_gemm_sign(a.cuda(), b.cuda(), k, bounds.cuda(), offset.cuda())
+    assert torch.equal(gpu.cpu(), ops.xnor_gemm_sign(a, b, k, bounds, offset))
 
 
 @pytest.mark.parametrize("m, n, k", SHAPES)

@@ -11,6 +11,8 @@ import torch
 from emokernels import cupy_backend as rtc
 from emokernels import ops
 
+from .test_xnor_gemm_sign import random_bounds
+
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
     not (torch.cuda.is_available() and importlib.util.find_spec("cupy")),
     reason="needs a CUDA device and CuPy")]
@@ -26,7 +28,7 @@ def test_pack_bits(dtype):
 
 @pytest.mark.parametrize("path", ["cores", "tensor-cores"])
 @pytest.mark.parametrize("m, n, k", SHAPES)
-def test_xnor_gemm_and_scaled(monkeypatch, path, m, n, k):
+def test_xnor_gemm_scaled_and_sign(monkeypatch, path, m, n, k):
     if path == "tensor-cores" and torch.cuda.get_device_capability()[0] < 8:
         pytest.skip("1-bit tensor cores need sm_80")
     monkeypatch.setenv("EMOKERNELS_CUDA_XNOR", path)
@@ -36,6 +38,9 @@ def test_xnor_gemm_and_scaled(monkeypatch, path, m, n, k):
     offset = torch.randint(-5, 5, (1, n), dtype=torch.int32)
     got = rtc.xnor_gemm_scaled(a.cuda(), b.cuda(), k, scale.cuda(), bias.cuda(), offset.cuda())
     assert torch.equal(got.cpu(), ops.xnor_gemm_scaled(a, b, k, scale, bias, offset))
+    bounds = random_bounds(n, k)
+    got = rtc.xnor_gemm_sign(a.cuda(), b.cuda(), k, bounds.cuda(), offset.cuda())
+    assert torch.equal(got.cpu(), ops.xnor_gemm_sign(a, b, k, bounds, offset))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

@@ -228,22 +228,30 @@ def pack_bits_args(draw, target: str | None) -> list:
 
 
 @st.composite
-def xnor_gemm_args(draw, target: str | None, scaled: bool = False) -> list:
+def xnor_gemm_args(draw, target: str | None, fused: str = "") -> list:
+    """xnor_gemm's arguments, or with ``fused`` "scaled" / "sign" those of xnor_gemm_scaled /
+    xnor_gemm_sign."""
     m, n, k = draw(SMALL), draw(SMALL), draw(VALID_K)
     names = [*tensor_faults("a", 2), *tensor_faults("b", 2), ("k",)]
-    if scaled:  # ("offset", "rows"): P not dividing M
-        names += [*tensor_faults("scale", 1), *tensor_faults("bias", 1),
-                  *tensor_faults("offset", 2), ("offset", "rows")]
+    if fused == "scaled":
+        names += [*tensor_faults("scale", 1), *tensor_faults("bias", 1)]
+    if fused == "sign":
+        names += tensor_faults("bounds", 2)
+    if fused:  # ("offset", "rows"): P not dividing M
+        names += [*tensor_faults("offset", 2), ("offset", "rows")]
     bad = draw(faults(names, target))
     words = ops.words_for_bits(k)
     args = [draw(tensor_arg("a", (m, words), torch.int32, bad)),
             draw(tensor_arg("b", (n, words), torch.int32, bad)), draw(k_arg(k, bad))]
-    if scaled:
+    if fused == "scaled":
+        args += [draw(tensor_arg("scale", (n,), torch.float32, bad)),
+                 draw(optional_arg("bias", (n,), torch.float32, bad))]
+    if fused == "sign":
+        args.append(draw(tensor_arg("bounds", (2, n), torch.int32, bad)))
+    if fused:
         divides = ("offset", "rows") not in bad or m == 0  # every P divides 0
         rows = draw(st.sampled_from([p for p in range(1, m + 3) if (m % p == 0) == divides]))
-        args += [draw(tensor_arg("scale", (n,), torch.float32, bad)),
-                 draw(optional_arg("bias", (n,), torch.float32, bad)),
-                 draw(optional_arg("offset", (rows, n), torch.int32, bad))]
+        args.append(draw(optional_arg("offset", (rows, n), torch.int32, bad)))
     return args
 
 
@@ -317,8 +325,10 @@ def cp_conv2d_args(draw, target: str | None) -> list:
 # argument (or, for None, any two), so that every check is exercised in every run.
 PARITY = {"pack_bits": (pack_bits_args, ("x",)),
           "xnor_gemm": (xnor_gemm_args, ("a", "b", "k")),
-          "xnor_gemm_scaled": (functools.partial(xnor_gemm_args, scaled=True),
+          "xnor_gemm_scaled": (functools.partial(xnor_gemm_args, fused="scaled"),
                                ("a", "b", "k", "scale", "bias", "offset")),
+          "xnor_gemm_sign": (functools.partial(xnor_gemm_args, fused="sign"),
+                             ("a", "b", "k", "bounds", "offset")),
           "bwn_gemm": (bwn_gemm_args, ("x", "w", "alpha", "k")),
           "bwn_conv2d": (bwn_conv2d_args, ("x", "w", "alpha", "geometry")),
           "cp_conv2d": (cp_conv2d_args, ("x", "u_in", "k_v", "k_h", "u_out", "bias",
@@ -428,6 +438,46 @@ def test_xnor_gemm_scaled_matches_reference(data):
     want = want if bias is None else want + bias
     for isa, got in per_isa(lambda: ops.xnor_gemm_scaled(a, b, k, scale, bias, offset)).items():
         torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True, msg=isa)
+
+
+@st.composite
+def sign_bounds(draw, n: int) -> torch.Tensor:
+    """int32 [2, N]: per channel an interval from the four kinds the fused layers make (from
+    a threshold up, up to a threshold, everything, nothing) or any two ends, extremes included."""
+    gen = torch.Generator().manual_seed(draw(SEEDS))
+    ends = torch.randint(-300, 300, (2, n), generator=gen)
+    kind = torch.randint(0, 5, (n,), generator=gen)
+    lo, hi = -(2**31), 2**31 - 1
+    lower = torch.where((kind == 1) | (kind == 2), lo, ends[0])
+    upper = torch.where((kind == 0) | (kind == 2), hi, ends[1])
+    lower = torch.where(kind == 3, 1, lower)
+    upper = torch.where(kind == 3, 0, upper)
+    bounds = torch.stack([lower, upper]).to(torch.int32)
+    return relayout(bounds, draw(st.sampled_from(LAYOUTS)), -1)
+
+
+def pack_reference(bits: torch.Tensor) -> torch.Tensor:
+    """int32 ``[M, ceil(N/32)]`` of a bool ``[M, N]``: bit j of word w is column 32 w + j."""
+    m, n = bits.shape
+    words = ops.words_for_bits(n) if n else 0
+    padded = torch.nn.functional.pad(bits.long(), (0, 32 * words - n)).view(m, words, 32)
+    packed = (padded << torch.arange(32)).sum(-1)
+    return torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
+
+
+@property_settings(80)
+@given(data=st.data())
+def test_xnor_gemm_sign_matches_reference(data):
+    a, b, k = data.draw(xnor_operands())
+    _, _, offset = data.draw(epilogue(a.shape[0], b.shape[0], k))
+    bounds = data.draw(sign_bounds(b.shape[0]))
+    dots = reference_xnor(a, b, k)
+    if offset is not None:
+        dots = dots + offset.long().repeat(a.shape[0] // offset.shape[0], 1)
+    lower, upper = bounds.long()
+    want = pack_reference((lower <= dots) & (dots <= upper))
+    for isa, got in per_isa(lambda: ops.xnor_gemm_sign(a, b, k, bounds, offset)).items():
+        assert torch.equal(got, want), isa
 
 
 def nonfinite(out: torch.Tensor) -> tuple:

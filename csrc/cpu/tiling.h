@@ -13,12 +13,15 @@ namespace emokernels {
 // Work items are (column block, row tile) pairs, column-block-major: one thread's share reuses
 // a block of right-operand rows, sized to stay in L2 (right_row_bytes each), across many row
 // tiles, and the left operand streams through once per block. Each output element is computed
-// by exactly one call, so results do not depend on the thread count.
+// by exactly one call, so results do not depend on the thread count. Column blocks are
+// multiples of col_align (a multiple of nr): 32 keeps each word of a bit-packed output in
+// one thread's share.
 template <typename F>
 void parallel_tiles(int64_t m, int64_t n, int64_t mr, int64_t nr, int64_t right_row_bytes,
-                    const F& tile) {
+                    const F& tile, int64_t col_align = 1) {
   constexpr int64_t kL2Budget = 512 * 1024;
-  const int64_t col_block = std::max<int64_t>(1, kL2Budget / (right_row_bytes * nr)) * nr;
+  const int64_t align = std::max(nr, col_align);
+  const int64_t col_block = std::max<int64_t>(1, kL2Budget / (right_row_bytes * align)) * align;
   const int64_t row_tiles = (m + mr - 1) / mr;
   const int64_t col_blocks = (n + col_block - 1) / col_block;
   at::parallel_for(0, row_tiles * col_blocks, 1, [&](int64_t begin, int64_t end) {

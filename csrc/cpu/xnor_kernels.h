@@ -109,7 +109,13 @@ void tile_avx2(
 }
 
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
-void store_row_avx512(const XnorProblem& p, int64_t m, int64_t n0, __m256i dot, __mmask8 valid) {
+void store_row_avx512(const XnorProblem& p, int64_t m, int64_t n0, __m256i dot, __mmask8 valid,
+                      int n_valid) {
+  if (p.out_bits != nullptr) {
+    alignas(32) int32_t dots[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dots), dot);
+    return store_row(p, m, n0, dots, n_valid);
+  }
   if (p.out_f32 == nullptr) return _mm256_mask_storeu_epi32(p.out_i32 + m * p.n + n0, valid, dot);
   if (p.offset) {
     const int32_t* offset = p.offset + (m % p.offset_rows) * p.n + n0;
@@ -173,17 +179,21 @@ void tile_avx512(
     const __m512i diff = reduce8_epi64(acc[i]);
     const __m256i dot =
         _mm512_cvtepi64_epi32(_mm512_sub_epi64(k_vec, _mm512_slli_epi64(diff, 1)));
-    store_row_avx512(p, m0 + i, n0, dot, store);
+    store_row_avx512(p, m0 + i, n0, dot, store, n_valid);
   }
 }
 
 template <int MR, int NR, TileFn Fn>
 void run_tiles(const XnorProblem& p) {
-  parallel_tiles(p.m, p.n, MR, NR, 4 * p.row_words, [&](int64_t m0, int m_count, int64_t n0, int n_count) {
-    const auto brows = tile_rows<uint32_t, NR>(p.b, n0, n_count, p.row_words);
-    const auto arows = tile_rows<uint32_t, MR>(p.a, m0, m_count, p.row_words);
-    Fn(p, arows.data(), brows.data(), m0, n0, m_count, n_count);
-  });
+  static_assert(32 % NR == 0, "a bit-packed output's words must not straddle tiles");
+  parallel_tiles(
+      p.m, p.n, MR, NR, 4 * p.row_words,
+      [&](int64_t m0, int m_count, int64_t n0, int n_count) {
+        const auto brows = tile_rows<uint32_t, NR>(p.b, n0, n_count, p.row_words);
+        const auto arows = tile_rows<uint32_t, MR>(p.a, m0, m_count, p.row_words);
+        Fn(p, arows.data(), brows.data(), m0, n0, m_count, n_count);
+      },
+      p.out_bits != nullptr ? 32 : 1);
 }
 
 // Runs the problem on the path xnor_path() picks, with tiles no taller than the problem.

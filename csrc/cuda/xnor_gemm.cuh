@@ -1,4 +1,4 @@
-// xnor_gemm and xnor_gemm_scaled on CUDA, two paths with the core's epilogue (the same as on
+// xnor_gemm, xnor_gemm_scaled and xnor_gemm_sign on CUDA, two paths with the core's epilogue (the same as on
 // the CPU):
 // - CUDA cores, every architecture: 64 x 64 output tiles, 8-word slices of both operands staged
 //   in shared memory, each thread accumulating popcount(a XOR b) for a 4 x 4 sub-tile.
@@ -25,12 +25,16 @@ __device__ inline uint32_t xnor_word(const uint32_t* bits, int64_t rows, int64_t
   return w == p.row_words - 1 ? word & p.last_mask : word;
 }
 
-// Fused: write through the epilogue (xnor_gemm_scaled), else int32 dots (xnor_gemm).
+// Fused: write through the float epilogue (xnor_gemm_scaled) or as a sign bit
+// (xnor_gemm_sign: threads of other columns share the word), else int32 dots (xnor_gemm).
 template <bool Fused>
 __device__ inline void store_dot(const xnor::XnorProblem& p, int64_t m, int64_t n,
                                  int32_t dot) {
   if constexpr (Fused) {
-    xnor::store_fused(p, m, n, dot);
+    if (p.out_bits == nullptr) return xnor::store_fused(p, m, n, dot);
+    if (xnor::sign_bit(p, m, n, dot)) {
+      atomicOr(p.out_bits + m * p.out_words + n / 32, 1u << (n % 32));
+    }
   } else {
     p.out_i32[m * p.n + n] = dot;
   }

@@ -4,7 +4,7 @@
 #include <optional>
 #include <vector>
 
-#include "xnor_gemm_checks.h"
+#include "xnor_gemm_sign_checks.h"
 
 namespace emokernels {
 
@@ -24,14 +24,7 @@ inline std::vector<int64_t> xnor_gemm_scaled_output_shape(
   };
   check_vector(scale, "scale");
   if (bias.has_value()) check_vector(*bias, "bias");
-  if (offset.has_value()) {
-    check_rank(*offset, 2, op, "offset");
-    check_dtype(*offset, at::kInt, op, "offset");
-    check_same_device(a, *offset, op);
-    TORCH_CHECK(offset->size(1) == n && offset->size(0) >= 1 && m % offset->size(0) == 0, op,
-                ": offset must be [P, ", n, "] with P dividing M = ", m, ", got ",
-                offset->sizes());
-  }
+  if (offset.has_value()) check_xnor_offset(a, *offset, m, n, op);
   return shape;
 }
 

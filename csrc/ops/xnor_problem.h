@@ -33,4 +33,17 @@ inline void set_xnor_epilogue(xnor::XnorProblem& p, at::Tensor& out, const at::T
   }
 }
 
+// The sign epilogue's operands (offset may be an undefined tensor) and zeroed int32 output
+// [M, ceil(N / 32)].
+inline void set_xnor_sign_epilogue(xnor::XnorProblem& p, at::Tensor& out,
+                                   const at::Tensor& bounds, const at::Tensor& offset) {
+  p.out_bits = reinterpret_cast<uint32_t*>(out.data_ptr<int32_t>());
+  p.out_words = out.size(1);
+  p.bounds = bounds.data_ptr<int32_t>();
+  if (offset.defined()) {
+    p.offset = offset.data_ptr<int32_t>();
+    p.offset_rows = offset.size(0);
+  }
+}
+
 }  // namespace emokernels

@@ -8,8 +8,9 @@ from .hashed_linear import dense_hashed_weight, hashed_codes, hashed_linear, xxh
 from .pack_bits import pack_bits, unpack_bits
 from .xnor_gemm import xnor_gemm
 from .xnor_gemm_scaled import xnor_gemm_scaled
+from .xnor_gemm_sign import xnor_gemm_sign
 
 __all__ = ["bwn_conv2d", "bwn_gemm", "cp_conv2d", "cp_conv2d_reference", "cp_dense_weight",
            "dense_hashed_weight", "hashed_codes", "hashed_linear",
            "pack_bits", "unpack_bits", "unpack_conv_weight",
-           "words_for_bits", "xnor_gemm", "xnor_gemm_scaled", "xxh32_pairs"]
+           "words_for_bits", "xnor_gemm", "xnor_gemm_scaled", "xnor_gemm_sign", "xxh32_pairs"]

@@ -70,13 +70,29 @@ def xnor_gemm_scaled_output_shape(a, b, k, scale, bias, offset) -> tuple:
         check_same_device(a, t, op)
         torch._check(t.shape[0] == n, lambda name=name: f"{op}: {name} must have N entries")
     if offset is not None:
-        check_rank(offset, 2, op, "offset")
-        check_dtype(offset, torch.int32, op, "offset")
-        check_same_device(a, offset, op)
-        torch._check(offset.shape[1] == n and offset.shape[0] >= 1
-                     and m % offset.shape[0] == 0,
-                     lambda: f"{op}: offset must be [P, N] with P dividing M")
+        check_xnor_offset(a, offset, m, n, op)
     return (m, n)
+
+
+def check_xnor_offset(a, offset, m, n, op: str) -> None:
+    check_rank(offset, 2, op, "offset")
+    check_dtype(offset, torch.int32, op, "offset")
+    check_same_device(a, offset, op)
+    torch._check(offset.shape[1] == n and offset.shape[0] >= 1 and m % offset.shape[0] == 0,
+                 lambda: f"{op}: offset must be [P, N] with P dividing M")
+
+
+def xnor_gemm_sign_output_shape(a, b, k, bounds, offset) -> tuple:
+    op = "xnor_gemm_sign"
+    m, n = xnor_gemm_output_shape(a, b, k, op)
+    check_rank(bounds, 2, op, "bounds")
+    check_dtype(bounds, torch.int32, op, "bounds")
+    check_same_device(a, bounds, op)
+    torch._check(bounds.shape[0] == 2 and bounds.shape[1] == n,
+                 lambda: f"{op}: bounds must be [2, N] (lower, upper)")
+    if offset is not None:
+        check_xnor_offset(a, offset, m, n, op)
+    return (m, words_for_bits(n))
 
 
 def check_bwn_weights(x, w, alpha, k: int, op: str) -> None:

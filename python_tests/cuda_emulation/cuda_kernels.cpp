@@ -8,5 +8,6 @@
 #include "cuda/pack_bits.cu"
 #include "cuda/xnor_gemm.cu"
 #include "cuda/xnor_gemm_scaled.cu"
+#include "cuda/xnor_gemm_sign.cu"
 #include "cuda/hashed_linear.cu"
 #include "cuda/hashed_linear_backward.cu"

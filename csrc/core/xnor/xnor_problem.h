@@ -8,8 +8,9 @@
 
 namespace emokernels::xnor {
 
-// out[m, n] = k - 2 * popcount(a[m] XOR b[n]) over the first k bits, written either as int32
-// (out_i32) or, fused, as float32 (out_f32) through xnor_epilogue; offset and bias optional.
+// out[m, n] = k - 2 * popcount(a[m] XOR b[n]) over the first k bits, written as int32
+// (out_i32), fused as float32 (out_f32) through `epilogue`, or fused as packed sign bits
+// (out_bits) through `sign_bit`; offset and bias optional.
 struct XnorProblem {
   const uint32_t* a;
   const uint32_t* b;
@@ -22,6 +23,9 @@ struct XnorProblem {
   const float* bias = nullptr;
   const int32_t* offset = nullptr;  // [offset_rows, n], row m uses offset[m % offset_rows]
   int64_t offset_rows = 1;
+  uint32_t* out_bits = nullptr;  // [m, out_words], zeroed by the caller
+  const int32_t* bounds = nullptr;  // [2, n]: lower bounds, then upper bounds
+  int64_t out_words = 0;  // ceil(n / 32)
 };
 
 // The exact integer sign(a) . sign(b) over the first k bits of two packed rows.
@@ -43,15 +47,35 @@ EMOKERNELS_HD float epilogue(int32_t dot, int32_t offset, float scale, const flo
   return bias ? v + *bias : v;
 }
 
+// The dot plus row m's offset, wrapping like the SIMD paths' adds.
+EMOKERNELS_HD int32_t corrected_dot(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
+  const int32_t offset = p.offset ? p.offset[(m % p.offset_rows) * p.n + n] : 0;
+  return static_cast<int32_t>(static_cast<uint32_t>(dot) + static_cast<uint32_t>(offset));
+}
+
+// Output bit (m, n) of the sign epilogue: lower[n] <= dot + offset <= upper[n]. A layer's
+// epilogue, the next BatchNorm and sign are monotone in the integer dot, so any such chain is
+// exactly one interval of dots per channel (empty, or unbounded on one side or both).
+EMOKERNELS_HD bool sign_bit(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
+  const int32_t s = corrected_dot(p, m, n, dot);
+  return p.bounds[n] <= s && s <= p.bounds[p.n + n];
+}
+
 // Writes output (m, n) through the fused epilogue (out_f32 set).
 EMOKERNELS_HD void store_fused(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
   const int32_t offset = p.offset ? p.offset[(m % p.offset_rows) * p.n + n] : 0;
   p.out_f32[m * p.n + n] = epilogue(dot, offset, p.scale[n], p.bias ? p.bias + n : nullptr);
 }
 
-// Writes output (m, n), as int32 or through the epilogue.
+// Writes output (m, n), as int32, through the epilogue, or as a sign bit. Bits of one word
+// are written by one thread only: the CPU's column blocks are whole words, the CUDA kernels
+// set bits with atomicOr instead of calling this.
 EMOKERNELS_HD void store(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
   if (p.out_f32 != nullptr) return store_fused(p, m, n, dot);
+  if (p.out_bits != nullptr) {
+    if (sign_bit(p, m, n, dot)) p.out_bits[m * p.out_words + n / 32] |= 1u << (n % 32);
+    return;
+  }
   p.out_i32[m * p.n + n] = dot;
 }
 

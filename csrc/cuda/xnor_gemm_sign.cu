@@ -1,0 +1,34 @@
+// xnor_gemm_sign on CUDA: the xnor_gemm kernel with the core's sign epilogue.
+#include <ATen/ops/zeros.h>
+
+#include "../common/library.h"
+#include "../ops/xnor_gemm_sign_checks.h"
+#include "../ops/xnor_problem.h"
+#include "xnor_launch.h"
+
+namespace emokernels::cuda {
+namespace {
+
+at::Tensor xnor_gemm_sign_cuda(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k,
+                               const at::Tensor& bounds_in,
+                               const std::optional<at::Tensor>& offset_in) {
+  const std::vector<int64_t> shape =
+      xnor_gemm_sign_output_shape(a_in, b_in, k, bounds_in, offset_in);
+  const DeviceGuard guard(a_in.device());
+  at::Tensor out = at::zeros(shape, a_in.options().dtype(at::kInt));
+  if (out.numel() == 0) return out;
+  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous(), bounds = bounds_in.contiguous();
+  const at::Tensor offset = offset_in.has_value() ? offset_in->contiguous() : at::Tensor();
+  xnor::XnorProblem p = make_xnor_problem(a, b, k);
+  set_xnor_sign_epilogue(p, out, bounds, offset);
+  run_xnor<true>(p, a.device());
+  return out;
+}
+
+}  // namespace
+
+EMOKERNELS_LIBRARY_IMPL(EMOKERNELS_CUDA_KEY, m) {
+  m.impl("xnor_gemm_sign", &xnor_gemm_sign_cuda);
+}
+
+}  // namespace emokernels::cuda
