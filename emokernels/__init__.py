@@ -8,6 +8,7 @@ from . import (
     ops,
 )
 from .convert import convert, freeze
+from .fuse import optimize_for_inference
 from .nn import (
     BinaryActivation,
     BinaryConv2d,
@@ -47,6 +48,7 @@ __all__ = [
     "freeze",
     "load_compressed",
     "model_size_bytes",
+    "optimize_for_inference",
     "ops",
     "save_compressed",
 ]

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from .bit_patches import conv_output_size, pack_patches, padding_indicator
+from .bit_patches import conv_output_size, pack_patches, xnor_count_fix
 from .packed_weight import PackedWeightMixin
 from .ste import ste_sign
 from .weight_cache import float_twin, needs_autograd
@@ -129,30 +129,15 @@ class XnorConv2d(BinaryConv2d):
         signs = ops.unpack_bits(bits, bits.shape[1] * 32).view(-1, kh, kw, 32 * words)
         return signs[..., : self.in_channels].permute(0, 3, 1, 2)
 
-    def _count_fix(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """int32 ``[Ho*Wo, O]`` added to the raw XNOR counts of an input of this size.
-
-        Padded pixels pack as all-zero words (-1 in every real channel) where float training has
-        0: add back ``sum sign(W)`` over each output's padded taps. Channel padding bits are 0 in
-        both operands and count +1 each: subtract them.
-        """
-        kh, kw = self.kernel_size
-        bits = self.packed_weight()[0]
-        words = bits.shape[1] // (kh * kw)
-        indicator = padding_indicator(height, width, self.padding, device)
-        # sum_c sign(W) of each tap = 2 * (set bits) - C, counted on the packed words (channel
-        # padding bits are 0): unpacking would hold the weight in float, 32x the bits.
-        ones = sum((bits >> b) & 1 for b in range(32)).view(-1, kh * kw, words).sum(2)
-        tap_sums = (2 * ones - self.in_channels).float().view(-1, 1, kh, kw)
-        fix = F.conv2d(indicator, tap_sums, None, self.stride, 0, self.dilation)
-        fix = fix.round().to(torch.int32)[0].flatten(1).T
-        return (fix - kh * kw * (32 * words - self.in_channels)).contiguous()
+    def _count_fix(self, height: int, width: int) -> torch.Tensor:
+        return xnor_count_fix(self.packed_weight()[0], self.in_channels, self.kernel_size,
+                              height, width, **self._geometry())
 
     def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         bits, alpha = self.packed_weight()
         patches, ho, wo = pack_patches(x, self.kernel_size, **self._geometry())
         fix = self.derived(("fix", *x.shape[2:], x.device),
-                           lambda: self._count_fix(x.shape[2], x.shape[3], x.device))
+                           lambda: self._count_fix(x.shape[2], x.shape[3]))
         # Without the K map, scale and bias fuse into the kernel (same float ops, same order).
         fused_bias = None if self.scale_activations or self.bias is None else self.bias.float()
         out = ops.xnor_gemm_scaled(patches, bits, 32 * patches.shape[1], alpha, fused_bias, fix)

@@ -62,3 +62,25 @@ def padding_indicator(height: int, width: int, padding, device) -> torch.Tensor:
     ind = torch.ones(1, 1, height + 2 * ph, width + 2 * pw, device=device)
     ind[:, :, ph : ph + height, pw : pw + width] = 0
     return ind
+
+
+def xnor_count_fix(bits: torch.Tensor, in_channels: int, kernel_size, height: int, width: int,
+                   stride, padding, dilation) -> torch.Tensor:
+    """int32 ``[Ho*Wo, O]`` added to the raw XNOR counts of a convolution of an input of this
+    size with the packed weight ``bits`` (int32 ``[O, kh*kw*words]``, each tap's channels
+    padded to whole words).
+
+    Padded pixels pack as all-zero words (-1 in every real channel) where float training has
+    0: add back ``sum sign(W)`` over each output's padded taps. Channel padding bits are 0 in
+    both operands and count +1 each: subtract them.
+    """
+    kh, kw = kernel_size
+    words = bits.shape[1] // (kh * kw)
+    indicator = padding_indicator(height, width, padding, bits.device)
+    # sum_c sign(W) of each tap = 2 * (set bits) - C, counted on the packed words (channel
+    # padding bits are 0): unpacking would hold the weight in float, 32x the bits.
+    ones = sum((bits >> b) & 1 for b in range(32)).view(-1, kh * kw, words).sum(2)
+    tap_sums = (2 * ones - in_channels).float().view(-1, 1, kh, kw)
+    fix = F.conv2d(indicator, tap_sums, None, stride, 0, dilation)
+    fix = fix.round().to(torch.int32)[0].flatten(1).T
+    return (fix - kh * kw * (32 * words - in_channels)).contiguous()

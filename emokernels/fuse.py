@@ -1,0 +1,312 @@
+"""A binary network that stays binary between layers: ``optimize_for_inference``.
+
+Between two XNOR layers the float activations only ever feed the next layer's sign. The first
+layer's epilogue ``float(dot) * alpha + bias``, the per-channel monotone modules after it
+(BatchNorm in eval mode, ReLU-like clamps, identities) and the sign together are a monotone
+function of the integer dot of each output channel, so they are exactly one interval of dots:
+the interval is found by evaluating those very modules on candidate dots (a binary search per
+channel), and ``ops.xnor_gemm_sign`` writes the next layer's packed input directly. A max-pool
+between them runs on the packed bits (the sign of a max is the OR of the signs; the AND where
+the modules after the pool decrease, e.g. BatchNorm with a negative scale).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import ops
+from .nn.binary_conv import XnorConv2d
+from .nn.binary_linear import XnorLinear
+from .nn.packed_chain import PackedMaxPool2d, PackedXnorConv2d
+from .nn.packed_weight import row_blocks
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+_POINTWISE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU,
+              nn.Identity, nn.Dropout)
+
+
+def optimize_for_inference(model: nn.Module, example_input: torch.Tensor) -> nn.Module:
+    """A copy of the eval-mode ``model`` in which chains of XNOR layers stay binary.
+
+    In every ``nn.Sequential`` of ``model``, an ``XnorConv2d`` / ``XnorLinear`` (without
+    ``scale_activations``) followed by per-channel monotone modules (``BatchNorm1d/2d`` in eval
+    mode with running statistics, ``ReLU``, ``ReLU6``, ``Hardtanh``, ``LeakyReLU`` with a
+    slope >= 0, ``Identity``, ``Dropout``), at most one ``MaxPool2d`` among them, then
+    optionally a ``Flatten``, and then another such XNOR layer, becomes one
+    :class:`~emokernels.nn.packed_chain.PackedXnorConv2d` writing packed signs, a
+    :class:`~emokernels.nn.packed_chain.PackedMaxPool2d` for the pooling, and the next layer
+    reading those bits. The result equals the unfused eval model exactly (same float
+    operations on the dots, same signs).
+
+    Args:
+        model: in eval mode; its modules and tensors are shared with the result, not copied
+            (only the reordered weights of a linear layer after ``Flatten`` are new).
+        example_input: one input the model accepts (a batch of 1 is enough), float32: it is run
+            once to learn the map size each flattened linear layer sees. The result then takes
+            inputs of that size (convolution chains take any size).
+
+    Returns:
+        The optimized model (``model`` itself is unchanged).
+    """
+    if model.training:
+        raise ValueError("optimize_for_inference: call model.eval() first (BatchNorm must use "
+                         "its running statistics)")
+    if not isinstance(example_input, torch.Tensor) or example_input.dtype != torch.float32:
+        raise TypeError("optimize_for_inference: example_input must be a float32 tensor")
+    shapes = _input_shapes(model, example_input)
+    return _rewrite(model, shapes)
+
+
+def _input_shapes(model: nn.Module, example: torch.Tensor) -> dict[int, tuple | None]:
+    """``{id(module): input shape}`` of one forward (None for a module called with two)."""
+    shapes: dict[int, tuple | None] = {}
+
+    def record(module, args):
+        if args and isinstance(args[0], torch.Tensor):
+            shape = tuple(args[0].shape)
+            shapes[id(module)] = shape if shapes.get(id(module), shape) == shape else None
+
+    handles = [m.register_forward_pre_hook(record) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def _rewrite(module: nn.Module, shapes: dict) -> nn.Module:
+    children = OrderedDict((name, _rewrite(child, shapes))
+                           for name, child in module.named_children())
+    if isinstance(module, nn.Sequential):
+        return nn.Sequential(_fuse_sequence(list(children.items()), shapes))
+    if all(children[name] is child for name, child in module.named_children()):
+        return module
+    new = copy.copy(module)
+    new._modules = children
+    return new
+
+
+@dataclass
+class _Link:
+    """Producer ``items[first]`` feeds consumer ``items[last]`` through ``items[first+1:last]``."""
+
+    first: int
+    last: int
+    pre_pool: list = field(default_factory=list)
+    pool: nn.MaxPool2d | None = None
+    post_pool: list = field(default_factory=list)
+    flattened: tuple | None = None  # the [C, H, W] map a Flatten turns into a linear's input
+
+
+def _fusable(module: nn.Module) -> bool:
+    return isinstance(module, (XnorConv2d, XnorLinear)) and not module.scale_activations
+
+
+def _pointwise(module: nn.Module) -> bool:
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return module.running_mean is not None and not module.training
+    if isinstance(module, nn.LeakyReLU):
+        return module.negative_slope >= 0
+    if isinstance(module, nn.Hardtanh):
+        return module.min_val <= module.max_val
+    return isinstance(module, _POINTWISE)
+
+
+def _link_from(items: list, first: int, shapes: dict) -> _Link | None:
+    """The link that starts at ``items[first]``, if the modules after it make one."""
+    producer = items[first][1]
+    if not _fusable(producer):
+        return None
+    if isinstance(producer, XnorLinear) and len(shapes.get(id(producer)) or ()) != 2:
+        return None  # a linear layer over the last dim of a map: no packed layout here
+    link = _Link(first, -1)
+    for j in range(first + 1, len(items)):
+        module = items[j][1]
+        if _fusable(module):
+            link.last = j
+            return link if _consumer_fits(producer, module, link, shapes) else None
+        if link.flattened is not None:
+            return None
+        if _pointwise(module):
+            (link.post_pool if link.pool is not None else link.pre_pool).append(module)
+        elif (isinstance(module, nn.MaxPool2d) and link.pool is None
+              and not module.return_indices and isinstance(producer, XnorConv2d)):
+            link.pool = module
+        elif isinstance(module, nn.Flatten) and isinstance(producer, XnorConv2d):
+            shape = shapes.get(id(module))
+            if module.start_dim != 1 or module.end_dim != -1 or shape is None or len(shape) != 4:
+                return None
+            link.flattened = shape[1:]
+        else:
+            return None
+    return None
+
+
+def _consumer_fits(producer: nn.Module, consumer: nn.Module, link: _Link, shapes: dict) -> bool:
+    """Whether ``consumer`` reads ``producer``'s output in the packed layout it writes."""
+    channels = producer.out_channels if isinstance(producer, XnorConv2d) else producer.out_features
+    if isinstance(consumer, XnorConv2d):
+        return isinstance(producer, XnorConv2d) and consumer.in_channels == channels
+    shape = shapes.get(id(consumer))
+    if shape is None or len(shape) != 2:
+        return False
+    if isinstance(producer, XnorLinear):
+        return consumer.in_features == channels
+    return link.flattened is not None and link.flattened[0] == channels
+
+
+def _fuse_sequence(items: list[tuple[str, nn.Module]], shapes: dict) -> OrderedDict:
+    links: dict[int, _Link] = {}
+    i = 0
+    while i < len(items):
+        link = _link_from(items, i, shapes)
+        if link is None:
+            i += 1
+            continue
+        links[i] = link
+        i = link.last  # the consumer may produce the next link
+    consumers = {link.last: link for link in links.values()}
+    out: OrderedDict = OrderedDict()
+    i = 0
+    while i < len(items):
+        name, module = items[i]
+        if i not in links and i not in consumers:
+            out[name] = module
+            i += 1
+            continue
+        link = links.get(i)
+        into = consumers.get(i)
+        out[name] = _packed_layer(module, link, into)
+        if link is None:
+            i += 1
+            continue
+        if link.pool is not None:
+            out[_pool_name(items, link)] = _packed_pool(link, out[name].bounds, module)
+        i = link.last
+    return out
+
+
+def _pool_name(items: list, link: _Link) -> str:
+    return next(name for name, m in items[link.first + 1:link.last] if m is link.pool)
+
+
+def _packed_layer(module: nn.Module, link: _Link | None, into: _Link | None) -> PackedXnorConv2d:
+    """``module`` as a packed layer: reading bits if ``into`` feeds it, writing bits if it
+    starts ``link``."""
+    bits, alpha = module.packed_weight()
+    bias = None if module.bias is None else module.bias.detach().float()
+    bounds = None if link is None else _bounds(module, alpha, bias, link)
+    common = dict(bounds=bounds, float_input=into is None)
+    if isinstance(module, XnorConv2d):
+        return PackedXnorConv2d(bits, alpha, bias, module.in_channels, module.kernel_size,
+                                module.stride, module.padding, module.dilation, **common)
+    # A linear layer: a convolution whose kernel is the whole map it reads.
+    channels, kh, kw = (into.flattened if into is not None and into.flattened is not None
+                        else (module.in_features, 1, 1))
+    if (kh, kw) != (1, 1):
+        bits = _taps_major(bits, module.in_features, channels, kh, kw)
+    return PackedXnorConv2d(bits, alpha, bias, channels, (kh, kw), whole_input=True,
+                            flat_output=True, **common)
+
+
+def _taps_major(bits: torch.Tensor, k: int, channels: int, kh: int, kw: int) -> torch.Tensor:
+    """A linear layer's packed rows over ``(c, y, x)`` features repacked in the convolution
+    order ``(y, x, channel words)``, a block of rows at a time (never the whole weight in
+    float)."""
+    out = None
+    for rows in row_blocks((bits.shape[0], k)):
+        signs = ops.unpack_bits(bits[rows], k).view(-1, channels, kh, kw)
+        block = ops.pack_bits(signs.permute(0, 2, 3, 1)).reshape(signs.shape[0], -1)
+        if out is None:
+            out = bits.new_empty(bits.shape[0], block.shape[1])
+        out[rows] = block
+    return out
+
+
+def _packed_pool(link: _Link, bounds: torch.Tensor, producer: nn.Module) -> PackedMaxPool2d:
+    """The max-pool of ``link`` on bits: AND for the channels whose modules after the pool
+    decrease (the sign of their max is then the sign of their min)."""
+    pool = link.pool
+    decreasing = torch.zeros(bounds.shape[1], dtype=torch.bool, device=bounds.device)
+    for module in link.post_pool:
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.weight is not None:
+            decreasing ^= module.weight.detach() < 0
+    and_words = ops.pack_bits(torch.where(decreasing, 1.0, -1.0))
+    return PackedMaxPool2d(pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+                           pool.ceil_mode, and_words)
+
+
+def _check_finite(module: nn.Module, tensors: dict) -> None:
+    for name, t in tensors.items():
+        if t is not None and not torch.isfinite(t).all():
+            raise ValueError(f"optimize_for_inference: {type(module).__name__}.{name} holds "
+                             "non-finite values")
+
+
+def _bounds(producer: nn.Module, alpha: torch.Tensor, bias: torch.Tensor | None,
+            link: _Link) -> torch.Tensor:
+    """int32 ``[2, O]``: per output channel the interval of corrected dots whose value, through
+    the producer's epilogue and the link's per-channel modules, has sign +1."""
+    _check_finite(producer, {"alpha": alpha, "bias": bias})
+    for module in (*link.pre_pool, *link.post_pool):
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            _check_finite(module, {"weight": module.weight, "bias": module.bias,
+                                   "running_mean": module.running_mean,
+                                   "running_var": module.running_var})
+            if (module.running_var < 0).any():
+                raise ValueError("optimize_for_inference: a BatchNorm has a negative running_var")
+
+    def positive(dots: torch.Tensor) -> torch.Tensor:
+        """bool ``[S, O]``: sign +1 of the unfused computation at int64 dots ``[S, O]``."""
+        y = dots.to(torch.float32) * alpha
+        if bias is not None:
+            y = y + bias
+        for module in (*link.pre_pool, *link.post_pool):
+            y = module(y.view(*y.shape, 1, 1)).flatten(1) if isinstance(
+                module, nn.BatchNorm2d) else module(y)
+        return y >= 0  # as pack_bits: NaN is -1
+
+    if isinstance(producer, XnorConv2d):
+        reach = producer.in_channels * producer.kernel_size[0] * producer.kernel_size[1]
+    else:
+        reach = producer.in_features
+    n = alpha.shape[0]
+    with torch.no_grad():
+        low = torch.full((1, n), -reach, dtype=torch.int64, device=alpha.device)
+        high = torch.full((1, n), reach, dtype=torch.int64, device=alpha.device)
+        at_low, at_high = positive(low)[0], positive(high)[0]
+        # Bisect each channel's change of sign: at_low holds left of the boundary, not right.
+        while bool((high - low > 1).any()):
+            mid = (low + high) // 2
+            same = positive(mid) == at_low
+            low, high = torch.where(same, mid, low), torch.where(same, high, mid)
+        low, high = low[0], high[0]
+        lower = torch.where(at_low, INT32_MIN, high)
+        upper = torch.where(at_low, low, INT32_MAX)
+        constant = at_low == at_high
+        lower = torch.where(constant, torch.where(at_low, INT32_MIN, 1), lower)
+        upper = torch.where(constant, torch.where(at_low, INT32_MAX, 0), upper)
+        bounds = torch.stack([lower, upper]).to(torch.int32)
+        _check_monotone(positive, bounds, reach)
+    return bounds
+
+
+def _check_monotone(positive, bounds: torch.Tensor, reach: int) -> None:
+    """The intervals reproduce the unfused signs on a grid of dots and on both sides of every
+    boundary: a chain that is not monotone (which the modules accepted cannot make) raises."""
+    n = bounds.shape[1]
+    grid = torch.linspace(-reach, reach, min(2 * reach + 1, 257)).round().to(torch.int64)
+    edges = bounds.to(torch.int64).clamp(-reach - 1, reach + 1)
+    dots = torch.cat([grid[:, None].expand(-1, n).to(bounds.device), edges - 1, edges,
+                      edges + 1])
+    lower, upper = bounds.to(torch.int64)
+    if not torch.equal(positive(dots), (lower <= dots) & (dots <= upper)):
+        raise ValueError("optimize_for_inference: the modules between two XNOR layers are not "
+                         "monotone in the layer's output")
