@@ -33,6 +33,7 @@ bool cuda_compiled_op() {
 
 EMOKERNELS_LIBRARY(m) {
   m.def("pack_bits(Tensor x) -> Tensor");
+  m.def("pack_channels(Tensor x, Tensor lower, Tensor upper) -> Tensor");
   m.def("xnor_gemm(Tensor a_bits, Tensor b_bits, int k) -> Tensor");
   m.def(
       "xnor_gemm_scaled(Tensor a_bits, Tensor b_bits, int k, Tensor scale, Tensor? bias=None, "

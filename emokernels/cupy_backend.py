@@ -29,6 +29,7 @@ ELEMENT = {torch.float32: "float", torch.float64: "double", torch.float16: "__ha
            torch.bfloat16: "__nv_bfloat16"}
 KERNELS = [
     *(f"emokernels::cuda::pack_bits_kernel<{t}>" for t in ELEMENT.values()),
+    "emokernels::cuda::pack_channels_kernel",
     *(f"emokernels::cuda::xnor_gemm{mma}_kernel<{fused}>" for mma in ("", "_mma")
       for fused in ("false", "true")),
     *(f"emokernels::cuda::bwn_{kind}_kernel<{t}>" for kind in ("gemm", "gemv")
@@ -56,6 +57,9 @@ XNOR_PROBLEM = _struct([("a", _PTR), ("b", _PTR), ("m", _I64), ("n", _I64),
                         ("out_i32", _PTR), ("out_f32", _PTR), ("scale", _PTR), ("bias", _PTR),
                         ("offset", _PTR), ("offset_rows", _I64), ("out_bits", _PTR),
                         ("bounds", _PTR), ("out_words", _I64)])
+PACK_CHANNELS_PROBLEM = _struct([("x", _PTR), ("lower", _PTR), ("upper", _PTR), ("out", _PTR),
+                                 ("batch", _I64), ("channels", _I64), ("pixels", _I64),
+                                 ("words", _I64)])
 BWN_PROBLEM = _struct([("x", _PTR), ("w", _PTR), ("alpha", _PTR), ("row_sums", _PTR),
                        ("out", _PTR), ("m", _I64), ("n", _I64), ("k", _I64), ("words", _I64),
                        ("conv", _PTR)])
@@ -69,6 +73,7 @@ STRUCTS = {
     "emokernels::cuda::GeneratedMatmul": GENERATED_MATMUL,
     "emokernels::cuda::BucketGrad": BUCKET_GRAD,
     "emokernels::xnor::XnorProblem": XNOR_PROBLEM,
+    "emokernels::pack::PackChannelsProblem": PACK_CHANNELS_PROBLEM,
     "emokernels::bwn::BwnProblem<float>": BWN_PROBLEM,  # pointers only: one layout for any T
     "emokernels::cuda::BwnRows": BWN_ROWS,
 }
@@ -156,6 +161,19 @@ def pack_bits(x: torch.Tensor) -> torch.Tensor:
         _launch(x.device, f"emokernels::cuda::pack_bits_kernel<{ELEMENT[x.dtype]}>",
                 (min(_blocks(rows * words, 8), 65535),), 256, np.uint64(_ptr(x)),
                 np.uint64(_ptr(out)), np.int64(rows), np.int64(k), np.int64(words))
+    return out
+
+
+def pack_channels(x, lower, upper) -> torch.Tensor:
+    shape = _checks.pack_channels_output_shape(x, lower, upper)
+    out = torch.empty(shape, dtype=torch.int32, device=x.device)
+    if out.numel():
+        x, lower, upper = x.contiguous(), lower.contiguous(), upper.contiguous()
+        p = _fill(PACK_CHANNELS_PROBLEM, x=_ptr(x), lower=_ptr(lower), upper=_ptr(upper),
+                  out=_ptr(out), batch=shape[0], channels=x.shape[1], pixels=shape[1] * shape[2],
+                  words=shape[3])
+        _launch(x.device, "emokernels::cuda::pack_channels_kernel",
+                (min(_blocks(out.numel(), 256), 65535),), 256, p)
     return out
 
 
@@ -319,8 +337,8 @@ def hashed_linear_backward(grad, x, buckets, seed: int, block: int, output_mask,
     return grad_x, grad_buckets
 
 
-OPS = {"pack_bits": pack_bits, "xnor_gemm": xnor_gemm, "xnor_gemm_scaled": xnor_gemm_scaled,
-       "xnor_gemm_sign": xnor_gemm_sign,
+OPS = {"pack_bits": pack_bits, "pack_channels": pack_channels, "xnor_gemm": xnor_gemm,
+       "xnor_gemm_scaled": xnor_gemm_scaled, "xnor_gemm_sign": xnor_gemm_sign,
        "bwn_gemm": bwn_gemm, "bwn_conv2d": bwn_conv2d, "hashed_linear": hashed_linear,
        "hashed_linear_backward": hashed_linear_backward}
 

@@ -22,10 +22,10 @@ from torch import nn
 from . import ops
 from .nn.binary_conv import XnorConv2d
 from .nn.binary_linear import XnorLinear
-from .nn.packed_chain import PackedMaxPool2d, PackedXnorConv2d
+from .nn.packed_chain import PackChannels, PackedMaxPool2d, PackedXnorConv2d
 from .nn.packed_weight import row_blocks
+from .sign_intervals import check_modules, dot_interval, value_interval
 
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _POINTWISE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU,
               nn.Identity, nn.Dropout)
 
@@ -95,10 +95,12 @@ def _rewrite(module: nn.Module, shapes: dict) -> nn.Module:
 
 @dataclass
 class _Link:
-    """Producer ``items[first]`` feeds consumer ``items[last]`` through ``items[first+1:last]``."""
+    """Producer ``items[first]`` feeds consumer ``items[last]`` through ``items[first+1:last]``,
+    or for a ``head``, float modules ``items[first:last]`` feed the consumer."""
 
     first: int
     last: int
+    head: bool = False
     pre_pool: list = field(default_factory=list)
     pool: nn.MaxPool2d | None = None
     post_pool: list = field(default_factory=list)
@@ -162,6 +164,39 @@ def _consumer_fits(producer: nn.Module, consumer: nn.Module, link: _Link, shapes
     return link.flattened is not None and link.flattened[0] == channels
 
 
+def _head_before(items: list, last: int, shapes: dict) -> _Link | None:
+    """The per-channel modules (at most one max-pool among them) right before a convolution
+    that reads float input, if they include a BatchNorm or a pool: they and the sign become
+    one interval test per channel and a pool on bits."""
+    consumer = items[last][1]
+    if not isinstance(consumer, XnorConv2d):
+        return None
+    run: list = []
+    first = last
+    while first > 0:
+        module = items[first - 1][1]
+        is_pool = isinstance(module, nn.MaxPool2d) and not module.return_indices
+        if not (_pointwise(module) or is_pool) or (is_pool and any(
+                isinstance(m, nn.MaxPool2d) for m in run)):
+            break
+        if isinstance(module, nn.BatchNorm1d) or (
+                isinstance(module, nn.BatchNorm2d) and module.num_features != consumer.in_channels):
+            break
+        run.insert(0, module)
+        first -= 1
+    shape = shapes.get(id(items[first][1])) if run else None
+    if shape is None or len(shape) != 4 or shape[1] != consumer.in_channels or not any(
+            isinstance(m, (nn.BatchNorm2d, nn.MaxPool2d)) for m in run):
+        return None
+    link = _Link(first, last, head=True)
+    for module in run:
+        if isinstance(module, nn.MaxPool2d):
+            link.pool = module
+        else:
+            (link.post_pool if link.pool is not None else link.pre_pool).append(module)
+    return link
+
+
 def _fuse_sequence(items: list[tuple[str, nn.Module]], shapes: dict) -> OrderedDict:
     links: dict[int, _Link] = {}
     i = 0
@@ -173,28 +208,48 @@ def _fuse_sequence(items: list[tuple[str, nn.Module]], shapes: dict) -> OrderedD
         links[i] = link
         i = link.last  # the consumer may produce the next link
     consumers = {link.last: link for link in links.values()}
+    for j in [j for j, (_, m) in enumerate(items) if _fusable(m) and j not in consumers]:
+        head = _head_before(items, j, shapes)
+        if head is not None:
+            links[head.first] = consumers[j] = head
     out: OrderedDict = OrderedDict()
     i = 0
     while i < len(items):
         name, module = items[i]
-        if i not in links and i not in consumers:
+        link = links.get(i)
+        if link is not None and link.head:
+            channels = items[link.last][1].in_channels
+            check_modules([*link.pre_pool, *link.post_pool], {})
+            lower, upper = value_interval([*link.pre_pool, *link.post_pool], channels,
+                                          _device_of(items[link.last][1]))
+            # A run that starts with its pool: the pool keeps its name, after the signs.
+            out[name if module is not link.pool else f"{name}_signs"] = PackChannels(lower,
+                                                                                    upper)
+            if link.pool is not None:
+                out[_pool_name(items, link)] = _packed_pool(link, channels, lower.device)
+            i = link.last
+            continue
+        if link is None and i not in consumers:
             out[name] = module
             i += 1
             continue
-        link = links.get(i)
-        into = consumers.get(i)
-        out[name] = _packed_layer(module, link, into)
+        out[name] = _packed_layer(module, link, consumers.get(i))
         if link is None:
             i += 1
             continue
         if link.pool is not None:
-            out[_pool_name(items, link)] = _packed_pool(link, out[name].bounds, module)
+            bounds = out[name].bounds
+            out[_pool_name(items, link)] = _packed_pool(link, bounds.shape[1], bounds.device)
         i = link.last
     return out
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    return next(t.device for t in (*module.parameters(), *module.buffers()))
+
+
 def _pool_name(items: list, link: _Link) -> str:
-    return next(name for name, m in items[link.first + 1:link.last] if m is link.pool)
+    return next(name for name, m in items[link.first:link.last] if m is link.pool)
 
 
 def _packed_layer(module: nn.Module, link: _Link | None, into: _Link | None) -> PackedXnorConv2d:
@@ -230,11 +285,11 @@ def _taps_major(bits: torch.Tensor, k: int, channels: int, kh: int, kw: int) -> 
     return out
 
 
-def _packed_pool(link: _Link, bounds: torch.Tensor, producer: nn.Module) -> PackedMaxPool2d:
+def _packed_pool(link: _Link, channels: int, device: torch.device) -> PackedMaxPool2d:
     """The max-pool of ``link`` on bits: AND for the channels whose modules after the pool
     decrease (the sign of their max is then the sign of their min)."""
     pool = link.pool
-    decreasing = torch.zeros(bounds.shape[1], dtype=torch.bool, device=bounds.device)
+    decreasing = torch.zeros(channels, dtype=torch.bool, device=device)
     for module in link.post_pool:
         if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.weight is not None:
             decreasing ^= module.weight.detach() < 0
@@ -243,70 +298,14 @@ def _packed_pool(link: _Link, bounds: torch.Tensor, producer: nn.Module) -> Pack
                            pool.ceil_mode, and_words)
 
 
-def _check_finite(module: nn.Module, tensors: dict) -> None:
-    for name, t in tensors.items():
-        if t is not None and not torch.isfinite(t).all():
-            raise ValueError(f"optimize_for_inference: {type(module).__name__}.{name} holds "
-                             "non-finite values")
-
-
 def _bounds(producer: nn.Module, alpha: torch.Tensor, bias: torch.Tensor | None,
             link: _Link) -> torch.Tensor:
     """int32 ``[2, O]``: per output channel the interval of corrected dots whose value, through
     the producer's epilogue and the link's per-channel modules, has sign +1."""
-    _check_finite(producer, {"alpha": alpha, "bias": bias})
-    for module in (*link.pre_pool, *link.post_pool):
-        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            _check_finite(module, {"weight": module.weight, "bias": module.bias,
-                                   "running_mean": module.running_mean,
-                                   "running_var": module.running_var})
-            if (module.running_var < 0).any():
-                raise ValueError("optimize_for_inference: a BatchNorm has a negative running_var")
-
-    def positive(dots: torch.Tensor) -> torch.Tensor:
-        """bool ``[S, O]``: sign +1 of the unfused computation at int64 dots ``[S, O]``."""
-        y = dots.to(torch.float32) * alpha
-        if bias is not None:
-            y = y + bias
-        for module in (*link.pre_pool, *link.post_pool):
-            y = module(y.view(*y.shape, 1, 1)).flatten(1) if isinstance(
-                module, nn.BatchNorm2d) else module(y)
-        return y >= 0  # as pack_bits: NaN is -1
-
+    modules = [*link.pre_pool, *link.post_pool]
+    check_modules(modules, {"alpha": alpha, "bias": bias})
     if isinstance(producer, XnorConv2d):
         reach = producer.in_channels * producer.kernel_size[0] * producer.kernel_size[1]
     else:
         reach = producer.in_features
-    n = alpha.shape[0]
-    with torch.no_grad():
-        low = torch.full((1, n), -reach, dtype=torch.int64, device=alpha.device)
-        high = torch.full((1, n), reach, dtype=torch.int64, device=alpha.device)
-        at_low, at_high = positive(low)[0], positive(high)[0]
-        # Bisect each channel's change of sign: at_low holds left of the boundary, not right.
-        while bool((high - low > 1).any()):
-            mid = (low + high) // 2
-            same = positive(mid) == at_low
-            low, high = torch.where(same, mid, low), torch.where(same, high, mid)
-        low, high = low[0], high[0]
-        lower = torch.where(at_low, INT32_MIN, high)
-        upper = torch.where(at_low, low, INT32_MAX)
-        constant = at_low == at_high
-        lower = torch.where(constant, torch.where(at_low, INT32_MIN, 1), lower)
-        upper = torch.where(constant, torch.where(at_low, INT32_MAX, 0), upper)
-        bounds = torch.stack([lower, upper]).to(torch.int32)
-        _check_monotone(positive, bounds, reach)
-    return bounds
-
-
-def _check_monotone(positive, bounds: torch.Tensor, reach: int) -> None:
-    """The intervals reproduce the unfused signs on a grid of dots and on both sides of every
-    boundary: a chain that is not monotone (which the modules accepted cannot make) raises."""
-    n = bounds.shape[1]
-    grid = torch.linspace(-reach, reach, min(2 * reach + 1, 257)).round().to(torch.int64)
-    edges = bounds.to(torch.int64).clamp(-reach - 1, reach + 1)
-    dots = torch.cat([grid[:, None].expand(-1, n).to(bounds.device), edges - 1, edges,
-                      edges + 1])
-    lower, upper = bounds.to(torch.int64)
-    if not torch.equal(positive(dots), (lower <= dots) & (dots <= upper)):
-        raise ValueError("optimize_for_inference: the modules between two XNOR layers are not "
-                         "monotone in the layer's output")
+    return dot_interval(alpha, bias, modules, reach)

@@ -12,6 +12,8 @@ from emokernels import ops
 
 from . import cuda_emulation
 from .conftest import forced_isa, signs
+from .test_pack_channels import random_bounds as channel_bounds
+from .test_pack_channels import special_values
 from .test_xnor_gemm_sign import random_bounds
 
 
@@ -58,6 +60,17 @@ def garbage_bits(m: int, k: int) -> torch.Tensor:
     if k % 32:
         bits[:, -1] |= ~((1 << (k % 32)) - 1)  # past k: must not count
     return bits
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 33, 5, 7), (1, 70, 9, 30)])
+def test_pack_channels(cuda_ops, shape):
+    gen = torch.Generator().manual_seed(shape[1])
+    x = special_values(torch.randn(shape, generator=gen), gen)
+    lower, upper = channel_bounds(shape[1], gen)
+    want = portable(ops.pack_channels, x, lower, upper)
+    assert torch.equal(cuda_ops.pack_channels(x, lower, upper), want)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(cuda_ops.pack_channels(cl, lower, upper), want)
 
 
 @pytest.fixture(params=["cores", "tensor-cores"])

@@ -8,6 +8,8 @@ import torch
 import emokernels as ek
 from emokernels import ops
 
+from .test_pack_channels import random_bounds as channel_bounds
+from .test_pack_channels import special_values
 from .test_xnor_gemm_sign import random_bounds
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
@@ -27,6 +29,14 @@ def test_pack_bits(dtype, shape):
     x = torch.randn(shape).to(dtype)
     x.view(-1)[::7] = 0.0
     assert torch.equal(ops.pack_bits(x.cuda()).cpu(), ops.pack_bits(x))
+
+
+def test_pack_channels():
+    gen = torch.Generator().manual_seed(0)
+    x = special_values(torch.randn(3, 70, 9, 30, generator=gen), gen)
+    lower, upper = channel_bounds(70, gen)
+    got = ops.pack_channels(x.cuda(), lower.cuda(), upper.cuda())
+    assert torch.equal(got.cpu(), ops.pack_channels(x, lower, upper))
 
 
 @pytest.mark.parametrize("m, n, k", SHAPES)

@@ -11,6 +11,8 @@ import torch
 from emokernels import cupy_backend as rtc
 from emokernels import ops
 
+from .test_pack_channels import random_bounds as channel_bounds
+from .test_pack_channels import special_values
 from .test_xnor_gemm_sign import random_bounds
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
@@ -24,6 +26,14 @@ SHAPES = [(1, 1, 1), (3, 9, 33), (17, 31, 64), (64, 65, 1000), (200, 130, 4111)]
 def test_pack_bits(dtype):
     x = torch.randn(5, 3, 70).to(dtype)
     assert torch.equal(rtc.pack_bits(x.cuda()).cpu(), ops.pack_bits(x))
+
+
+def test_pack_channels():
+    gen = torch.Generator().manual_seed(0)
+    x = special_values(torch.randn(3, 70, 9, 30, generator=gen), gen)
+    lower, upper = channel_bounds(70, gen)
+    got = rtc.pack_channels(x.cuda(), lower.cuda(), upper.cuda())
+    assert torch.equal(got.cpu(), ops.pack_channels(x, lower, upper))
 
 
 @pytest.mark.parametrize("path", ["cores", "tensor-cores"])

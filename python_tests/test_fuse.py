@@ -8,7 +8,7 @@ from torch import nn
 import emokernels as ek
 from emokernels import ops
 from emokernels.models import vgg_s
-from emokernels.nn.packed_chain import PackedMaxPool2d, PackedXnorConv2d
+from emokernels.nn.packed_chain import PackChannels, PackedMaxPool2d, PackedXnorConv2d
 
 
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -42,12 +42,12 @@ def test_xnor_vgg_s_equals_unfused(frozen):
     model = ek.convert(vgg_s(8, 96, binary_inputs=True, fc_width=70), "xnor", freeze=frozen)
     fused = assert_fused_equal(randomize_norms(model), torch.randn(3, 3, 96, 96), 6)
     kinds = [type(m).__name__ for m in fused]
-    # conv2 (packs its float input) -> pool -> conv3 -> conv4 -> conv5 -> pool -> fc6 -> fc7:
+    # conv1 (float) -> its BatchNorm, ReLU, pool, conv2's BatchNorm and sign as one interval
+    # test and a pool on bits -> conv2 -> pool -> conv3 -> conv4 -> conv5 -> pool -> fc6 -> fc7:
     # no BatchNorm and no float map between them.
-    start = kinds.index("PackedXnorConv2d")
-    assert kinds[start:start + 8] == ["PackedXnorConv2d", "PackedMaxPool2d",
-                                      *["PackedXnorConv2d"] * 3, "PackedMaxPool2d",
-                                      *["PackedXnorConv2d"] * 2]
+    assert kinds[:11] == ["Conv2d", "PackChannels", "PackedMaxPool2d", "PackedXnorConv2d",
+                          "PackedMaxPool2d", *["PackedXnorConv2d"] * 3, "PackedMaxPool2d",
+                          *["PackedXnorConv2d"] * 2]
     bits_out = [m.bounds is not None for m in fused if isinstance(m, PackedXnorConv2d)]
     assert bits_out == [True] * 5 + [False]
 
@@ -187,3 +187,49 @@ def test_packed_max_pool_is_or_and_and(geometry):
     assert torch.equal(plain, ops.pack_bits(maxed.permute(0, 2, 3, 1)))
     with pytest.raises(ValueError, match="packed int32"):
         pool(x)
+
+
+@pytest.mark.parametrize("run", ["bn-relu-pool-bn", "pool-bn", "bn-pool", "bn"])
+@pytest.mark.parametrize("then", ["chain", "alone"])
+def test_float_heads_equal_unfused(run, then):
+    """The float modules before the first XNOR convolution and its sign: one interval test per
+    channel (pack_channels) and, with a pool, a pool on bits."""
+    torch.manual_seed(8)
+    c = 36
+    pool = nn.MaxPool2d(3, 2, padding=1)
+    modules = {"bn-relu-pool-bn": [nn.BatchNorm2d(c), nn.ReLU(), pool, nn.BatchNorm2d(c)],
+               "pool-bn": [pool, nn.BatchNorm2d(c)], "bn-pool": [nn.BatchNorm2d(c), pool],
+               "bn": [nn.BatchNorm2d(c)]}[run]
+    tail = [nn.BatchNorm2d(20), ek.XnorConv2d(20, 8, 1)] if then == "chain" else []
+    model = nn.Sequential(nn.Conv2d(3, c, 3), *modules, ek.XnorConv2d(c, 20, 3, padding=1),
+                          *tail)
+    fused = assert_fused_equal(randomize_norms(model, 9), torch.randn(3, 3, 15, 13),
+                               2 if then == "chain" else 1)
+    assert isinstance(fused[1], PackChannels)
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.MaxPool2d)) for m in fused[:-1])
+
+
+def test_float_heads_need_a_norm_or_a_pool():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), ek.XnorConv2d(8, 4, 3))
+    fused = assert_fused_equal(model.eval(), torch.randn(2, 3, 9, 9), 0)
+    assert [type(m) for m in fused] == [type(m) for m in model]
+
+
+def test_float_head_extremes():
+    # Values at the intervals' ends, zeros, infinities: the interval test is the sign of the
+    # modules at every float32 value, not only at typical ones.
+    torch.manual_seed(10)
+    model = randomize_norms(nn.Sequential(nn.Identity(), nn.BatchNorm2d(40),
+                                          ek.XnorConv2d(40, 4, 1)), 11)
+    fused = ek.optimize_for_inference(model, torch.randn(1, 40, 2, 2))
+    lower, upper = fused[0].lower, fused[0].upper
+    finite = lambda t: torch.where(t.isfinite(), t, 0.0)  # noqa: E731
+    values = [lower, upper, finite(lower).nextafter(torch.tensor(-INF)),
+              finite(upper).nextafter(torch.tensor(INF)), torch.zeros(40), -torch.zeros(40),
+              torch.full((40,), 3.0e38), torch.full((40,), -3.0e38)]
+    x = torch.stack(values)[:, :, None, None].nan_to_num(0.0, 3.0e38, -3.0e38)
+    with torch.no_grad():
+        assert torch.equal(fused(x), model(x))
+
+
+INF = float("inf")

@@ -228,6 +228,16 @@ def pack_bits_args(draw, target: str | None) -> list:
 
 
 @st.composite
+def pack_channels_args(draw, target: str | None) -> list:
+    b, c, h, w = draw(SMALL), draw(st.integers(1, 40)), draw(SMALL), draw(SMALL)
+    names = [*tensor_faults("x", 4), *tensor_faults("lower", 1), *tensor_faults("upper", 1)]
+    bad = draw(faults(names, target))
+    return [draw(tensor_arg("x", (b, c, h, w), torch.float32, bad)),
+            draw(tensor_arg("lower", (c,), torch.float32, bad)),
+            draw(tensor_arg("upper", (c,), torch.float32, bad))]
+
+
+@st.composite
 def xnor_gemm_args(draw, target: str | None, fused: str = "") -> list:
     """xnor_gemm's arguments, or with ``fused`` "scaled" / "sign" those of xnor_gemm_scaled /
     xnor_gemm_sign."""
@@ -324,6 +334,7 @@ def cp_conv2d_args(draw, target: str | None) -> list:
 # Per op: its argument strategy and the arguments it can break. Each test item breaks one
 # argument (or, for None, any two), so that every check is exercised in every run.
 PARITY = {"pack_bits": (pack_bits_args, ("x",)),
+          "pack_channels": (pack_channels_args, ("x", "lower", "upper")),
           "xnor_gemm": (xnor_gemm_args, ("a", "b", "k")),
           "xnor_gemm_scaled": (functools.partial(xnor_gemm_args, fused="scaled"),
                                ("a", "b", "k", "scale", "bias", "offset")),

@@ -17,6 +17,7 @@ BwnInput bwn_input(const std::string& dtype) {
 std::string cpu_kernel_path(const std::string& op, const std::string& dtype, int64_t m,
                             int64_t n, int64_t channels) {
   if (op == "pack_bits") return path_name(pack_bits_path(dtype == "float32"));
+  if (op == "pack_channels") return path_name(pack_channels_path());
   if (op == "xnor_gemm" || op == "xnor_gemm_scaled" || op == "xnor_gemm_sign") {
     return path_name(xnor_path());
   }
@@ -29,8 +30,8 @@ std::string cpu_kernel_path(const std::string& op, const std::string& dtype, int
   if (op == "hashed_linear" || op == "hashed_linear_backward") return path_name(hashed_path(n));
   if (op == "cp_conv2d") return path_name(cp_path());
   TORCH_CHECK(false, "cpu_kernel_path: unknown op '", op,
-              "'; expected pack_bits, xnor_gemm, xnor_gemm_scaled, xnor_gemm_sign, bwn_gemm, "
-              "bwn_conv2d, hashed_linear, hashed_linear_backward or cp_conv2d");
+              "'; expected pack_bits, pack_channels, xnor_gemm, xnor_gemm_scaled, xnor_gemm_sign, "
+              "bwn_gemm, bwn_conv2d, hashed_linear, hashed_linear_backward or cp_conv2d");
 }
 
 }  // namespace emokernels

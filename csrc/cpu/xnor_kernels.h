@@ -11,12 +11,6 @@
 namespace emokernels {
 namespace xnor {
 
-// Writes row m's dots for columns n0 .. n0 + count.
-inline void store_row(const XnorProblem& p, int64_t m, int64_t n0, const int32_t* dots,
-                      int count) {
-  for (int j = 0; j < count; ++j) store(p, m, n0 + j, dots[j]);
-}
-
 // A tile computes rows m0 .. m0 + MR x cols n0 .. n0 + NR; rows past the end point at a valid
 // row and their results are dropped, so the inner loops never branch on tails.
 using TileFn = void (*)(const XnorProblem& p, const uint32_t* const* arows,

@@ -92,6 +92,29 @@ class PackedXnorConv2d(nn.Module):
         return out.reshape(b, self.out_channels) if self.flat_output else out.permute(0, 3, 1, 2)
 
 
+class PackChannels(nn.Module):
+    """The float start of a binary chain: the per-channel modules before the first XNOR layer
+    and its sign, as one interval test per channel (``ops.pack_channels``).
+
+    Input float32 ``[B, C, H, W]``; output packed words ``[B, H, W, ceil(C/32)]``.
+    """
+
+    def __init__(self, lower: torch.Tensor, upper: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("lower", lower)
+        self.register_buffer("upper", upper)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.lower.shape[0]}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.lower.shape[0]
+        if x.dim() != 4 or x.shape[1] != c or x.dtype != torch.float32:
+            raise ValueError(f"{type(self).__name__}: expected float32 [B, {c}, H, W], got "
+                             f"{tuple(x.shape)} {x.dtype}")
+        return ops.pack_channels(x, self.lower, self.upper)
+
+
 class PackedMaxPool2d(nn.Module):
     """``nn.MaxPool2d`` on packed sign words: the sign of a max is the OR of the signs, and for
     channels whose sign was taken through a decreasing function (BatchNorm with a negative

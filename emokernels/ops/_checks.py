@@ -46,6 +46,20 @@ def pack_bits_output_shape(x: torch.Tensor) -> tuple:
     return (*x.shape[:-1], words_for_bits(x.shape[-1]))
 
 
+def pack_channels_output_shape(x, lower, upper) -> tuple:
+    op = "pack_channels"
+    check_rank(x, 4, op, "x")
+    check_dtype(x, torch.float32, op, "x")
+    torch._check(x.shape[1] >= 1, lambda: f"{op}: x [B, C, H, W] must have C >= 1")
+    for t, name in ((lower, "lower"), (upper, "upper")):
+        check_rank(t, 1, op, name)
+        check_dtype(t, torch.float32, op, name)
+        check_same_device(x, t, op)
+        torch._check(t.shape[0] == x.shape[1],
+                     lambda name=name: f"{op}: {name} must have one entry per channel of x")
+    return (x.shape[0], x.shape[2], x.shape[3], words_for_bits(x.shape[1]))
+
+
 def xnor_gemm_output_shape(a: torch.Tensor, b: torch.Tensor, k: int,
                            op: str = "xnor_gemm") -> tuple:
     check_rank(a, 2, op, "a_bits")

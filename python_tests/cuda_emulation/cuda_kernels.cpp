@@ -6,6 +6,7 @@
 #include "cuda/bwn_conv2d.cu"
 #include "cuda/bwn_gemm.cu"
 #include "cuda/pack_bits.cu"
+#include "cuda/pack_channels.cu"
 #include "cuda/xnor_gemm.cu"
 #include "cuda/xnor_gemm_scaled.cu"
 #include "cuda/xnor_gemm_sign.cu"

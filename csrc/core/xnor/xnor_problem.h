@@ -37,46 +37,57 @@ EMOKERNELS_HD int32_t dot_reference(const uint32_t* a, const uint32_t* b, int64_
   return static_cast<int32_t>(k - 2 * diff);
 }
 
+// dot + offset, wrapping like the SIMD paths' adds.
+EMOKERNELS_HD int32_t add_wrapping(int32_t dot, int32_t offset) {
+  return static_cast<int32_t>(static_cast<uint32_t>(dot) + static_cast<uint32_t>(offset));
+}
+
 // float(dot + offset) * scale, then + bias: multiply, then add, never one fused operation,
 // exactly as the binary layers' float path computes it (builds pass -ffp-contract=off and
 // nvcc --fmad=false). The integer sum wraps like the SIMD paths' adds.
 EMOKERNELS_HD float epilogue(int32_t dot, int32_t offset, float scale, const float* bias) {
-  const int32_t sum = static_cast<int32_t>(static_cast<uint32_t>(dot) +
-                                           static_cast<uint32_t>(offset));
-  const float v = static_cast<float>(sum) * scale;
+  const float v = static_cast<float>(add_wrapping(dot, offset)) * scale;
   return bias ? v + *bias : v;
 }
 
-// The dot plus row m's offset, wrapping like the SIMD paths' adds.
-EMOKERNELS_HD int32_t corrected_dot(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
-  const int32_t offset = p.offset ? p.offset[(m % p.offset_rows) * p.n + n] : 0;
-  return static_cast<int32_t>(static_cast<uint32_t>(dot) + static_cast<uint32_t>(offset));
+// Row m's offsets (offset[m % offset_rows]), or nullptr without offset.
+EMOKERNELS_HD const int32_t* row_offset(const XnorProblem& p, int64_t m) {
+  return p.offset ? p.offset + (m % p.offset_rows) * p.n : nullptr;
 }
 
-// Output bit (m, n) of the sign epilogue: lower[n] <= dot + offset <= upper[n]. A layer's
-// epilogue, the next BatchNorm and sign are monotone in the integer dot, so any such chain is
-// exactly one interval of dots per channel (empty, or unbounded on one side or both).
-EMOKERNELS_HD bool sign_bit(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
-  const int32_t s = corrected_dot(p, m, n, dot);
+// Output bit n of the sign epilogue for the corrected dot s: lower[n] <= s <= upper[n]. A
+// layer's epilogue, the next BatchNorm and sign are monotone in the integer dot, so any such
+// chain is exactly one interval of dots per channel (empty, or unbounded on one side or both).
+EMOKERNELS_HD bool sign_bit(const XnorProblem& p, int64_t n, int32_t s) {
   return p.bounds[n] <= s && s <= p.bounds[p.n + n];
 }
 
-// Writes output (m, n) through the fused epilogue (out_f32 set).
-EMOKERNELS_HD void store_fused(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
-  const int32_t offset = p.offset ? p.offset[(m % p.offset_rows) * p.n + n] : 0;
-  p.out_f32[m * p.n + n] = epilogue(dot, offset, p.scale[n], p.bias ? p.bias + n : nullptr);
-}
-
-// Writes output (m, n), as int32, through the epilogue, or as a sign bit. Bits of one word
-// are written by one thread only: the CPU's column blocks are whole words, the CUDA kernels
-// set bits with atomicOr instead of calling this.
-EMOKERNELS_HD void store(const XnorProblem& p, int64_t m, int64_t n, int32_t dot) {
-  if (p.out_f32 != nullptr) return store_fused(p, m, n, dot);
-  if (p.out_bits != nullptr) {
-    if (sign_bit(p, m, n, dot)) p.out_bits[m * p.out_words + n / 32] |= 1u << (n % 32);
+// Writes outputs (m, n0 .. n0 + count) of dots: as int32, through the float epilogue, or as
+// sign bits. The bits of one word are written by one thread only: the CPU's column blocks are
+// whole words, and a row segment never straddles a word (count <= 32 - n0 % 32); the CUDA
+// kernels set bits with atomicOr instead of calling this.
+EMOKERNELS_HD void store_row(const XnorProblem& p, int64_t m, int64_t n0, const int32_t* dots,
+                             int count) {
+  if (p.out_f32 == nullptr && p.out_bits == nullptr) {
+    for (int j = 0; j < count; ++j) p.out_i32[m * p.n + n0 + j] = dots[j];
     return;
   }
-  p.out_i32[m * p.n + n] = dot;
+  const int32_t* offset = row_offset(p, m);
+  if (p.out_f32 != nullptr) {
+    for (int j = 0; j < count; ++j) {
+      const int64_t n = n0 + j;
+      p.out_f32[m * p.n + n] = epilogue(dots[j], offset ? offset[n] : 0, p.scale[n],
+                                        p.bias ? p.bias + n : nullptr);
+    }
+    return;
+  }
+  uint32_t bits = 0;
+  for (int j = 0; j < count; ++j) {
+    const int64_t n = n0 + j;
+    bits |= static_cast<uint32_t>(sign_bit(p, n, add_wrapping(dots[j], offset ? offset[n] : 0)))
+            << (n % 32);
+  }
+  p.out_bits[m * p.out_words + n0 / 32] |= bits;
 }
 
 }  // namespace emokernels::xnor
