@@ -40,7 +40,8 @@ def want_cuda() -> bool:
 
 
 def sources(pattern: str) -> list[str]:
-    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern), recursive=True))
+    paths = glob.glob(os.path.join(HERE, pattern), recursive=True)
+    return sorted(os.path.relpath(p, HERE) for p in paths)
 
 
 def extension():

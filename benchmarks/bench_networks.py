@@ -1,6 +1,7 @@
-"""Whole networks, 224x224: frozen BWN and XNOR-Net VGG-S against the float VGG-S, at batch 1
-and 32, timed alternately with the float model in the same loop (the speedup is the median of
-the per-round ratios, brackets its lowest and highest round).
+"""Whole networks, 224x224: frozen BWN and XNOR-Net VGG-S, and the XNOR net after
+``emokernels.optimize_for_inference`` (binary between layers), against the float VGG-S, at
+batch 1 and 32, timed alternately with the float model in the same loop (the speedup is the
+median of the per-round ratios, brackets its lowest and highest round).
 
 Where the time goes: each binary network's forward three times more with a timer around every
 leaf module, summed by kind (binary layers, the float first conv, pooling, BatchNorm, the
@@ -22,26 +23,32 @@ from torch import nn
 
 import emokernels as ek
 from emokernels.models import vgg_s
+from emokernels.nn.packed_chain import PackedMaxPool2d, PackedXnorConv2d
 from emokernels.timing import compare_seconds
 
 # The project's end-to-end targets: speedup over float VGG-S by (method, batch).
-TARGETS = {("xnor", 1): 10.0, ("xnor", 32): 5.0, ("bwn", 1): 4.0, ("bwn", 32): 3.0}
+TARGETS = {("xnor", 1): 10.0, ("xnor", 32): 5.0, ("xnor fused", 1): 10.0,
+           ("xnor fused", 32): 5.0, ("bwn", 1): 4.0, ("bwn", 32): 3.0}
 KINDS = ("binary layers", "float conv / linear", "pooling", "batchnorm", "other")
 
 
 def build(method: str | None) -> nn.Module:
+    """Float VGG-S (None), frozen "bwn" / "xnor", or "xnor fused" (optimized for inference)."""
+    fused = method == "xnor fused"
+    method = "xnor" if fused else method
     model = vgg_s(8, 224, binary_blocks=method is not None, binary_inputs=method == "xnor")
     if method is not None:
         model = ek.freeze(ek.convert(model, method))
-    return model.eval()
+    model.eval()
+    return ek.optimize_for_inference(model, torch.randn(1, 3, 224, 224)) if fused else model
 
 
 def _kind(module: nn.Module) -> str:
-    if isinstance(module, (ek.BinaryConv2d, ek.BinaryLinear)):  # XNOR layers subclass them
-        return "binary layers"
+    if isinstance(module, (ek.BinaryConv2d, ek.BinaryLinear, PackedXnorConv2d)):
+        return "binary layers"  # the XNOR layers subclass the BWN ones
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         return "float conv / linear"
-    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d, PackedMaxPool2d)):
         return "pooling"
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return "batchnorm"
@@ -50,6 +57,11 @@ def _kind(module: nn.Module) -> str:
 
 def _macs(module: nn.Module, out: torch.Tensor) -> int:
     """Multiply-adds of a conv / linear layer's forward that gave ``out``."""
+    if isinstance(module, PackedXnorConv2d):
+        kh, kw = module.kernel_size
+        pixels = out.shape[:3].numel() if module.bounds is not None else (
+            out.numel() // module.out_channels)
+        return pixels * module.out_channels * module.in_channels * kh * kw
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
         return out.numel() * module.in_channels // module.groups * kh * kw
@@ -88,7 +100,7 @@ def run(batches: list[int], rounds: int) -> list[dict]:
     torch.manual_seed(0)
     float_model = build(None)
     rows = []
-    for method in ("bwn", "xnor"):
+    for method in ("bwn", "xnor", "xnor fused"):
         model = build(method)
         for batch in batches:
             x = torch.randn(batch, 3, 224, 224)
@@ -107,7 +119,7 @@ def run(batches: list[int], rounds: int) -> list[dict]:
             parts = {k: statistics.median(r[0].get(k, 0.0) for r in runs) for k in KINDS}
             total = sum(parts.values())
             binary_s = parts.get("binary layers", 0.0)
-            kind = "popcount" if method == "xnor" else "fma"
+            kind = "fma" if method == "bwn" else "popcount"
             row = {"network": f"{method} VGG-S", "batch": batch,
                    "float_ms": 1e3 * statistics.median(c.baseline_s),
                    "ms": 1e3 * statistics.median(c.candidate_s),
@@ -136,4 +148,6 @@ if __name__ == "__main__":
     report("networks", "VGG-S 224x224, frozen binary nets vs float, inference", COLUMNS,
            run(args.batches, args.rounds),
            notes=["targets: XNOR >= 10x float at batch 1 and >= 5x at batch 32; BWN >= 4x "
-                  "and >= 3x", "% columns: share of a forward's time by module kind (median of 3)"])
+                  "and >= 3x", "xnor fused: the XNOR net after optimize_for_inference (equal "
+                  "outputs: binary between layers)",
+                  "% columns: share of a forward's time by module kind (median of 3)"])

@@ -40,8 +40,11 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor) -> nn.
     optionally a ``Flatten``, and then another such XNOR layer, becomes one
     :class:`~emokernels.nn.packed_chain.PackedXnorConv2d` writing packed signs, a
     :class:`~emokernels.nn.packed_chain.PackedMaxPool2d` for the pooling, and the next layer
-    reading those bits. The result equals the unfused eval model exactly (same float
-    operations on the dots, same signs).
+    reading those bits. The per-channel modules (with at most one ``MaxPool2d``) right before
+    the first XNOR convolution of a chain, when they include a BatchNorm or a pool, become one
+    interval test per channel (:class:`~emokernels.nn.packed_chain.PackChannels`) and a pool
+    on bits. The result equals the unfused eval model exactly (the same float operations on
+    the same values decide every sign) for finite float32 inputs.
 
     Args:
         model: in eval mode; its modules and tensors are shared with the result, not copied

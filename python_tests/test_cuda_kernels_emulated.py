@@ -9,9 +9,11 @@ import torch
 
 import emokernels as ek
 from emokernels import ops
+from emokernels.models import vgg_s
 
 from . import cuda_emulation
 from .conftest import forced_isa, signs
+from .test_fuse import randomize_norms
 from .test_pack_channels import random_bounds as channel_bounds
 from .test_pack_channels import special_values
 from .test_xnor_gemm_sign import random_bounds
@@ -230,3 +232,15 @@ def test_layers_eval_equals_train(cuda_ops, xnor_path, method):
     else:
         torch.testing.assert_close(packed_out, float_out, rtol=1e-4, atol=1e-4)
 
+
+
+def test_optimized_xnor_net_equals_unfused(cuda_ops, xnor_path):
+    """The binary-between-layers model on the CUDA kernels: xnor_gemm_sign, pack_channels."""
+    torch.manual_seed(0)
+    model = randomize_norms(ek.convert(vgg_s(8, 64, binary_inputs=True, fc_width=40), "xnor"))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = model(x)
+        fused = ek.optimize_for_inference(model, x[:1])
+        with on_emulated_cuda(cuda_ops):
+            assert torch.equal(fused(x), want)
