@@ -21,9 +21,10 @@ inline void tile_portable(const XnorProblem& p, const uint32_t* const* arows,
                           const uint32_t* const* brows, int64_t m0, int64_t n0, int m_valid,
                           int n_valid) {
   int32_t dots[8];
-  for (int i = 0; i < m_valid; ++i) {
+  for (int64_t i = 0, r = 0; i < m_valid; ++i) {
+    r = i == 0 ? offset_row(p, m0) : next_offset_row(p, r);
     for (int j = 0; j < n_valid; ++j) dots[j] = dot_reference(arows[i], brows[j], p.row_words, p.k);
-    store_row(p, m0 + i, n0, dots, n_valid);
+    store_row(p, m0 + i, r, n0, dots, n_valid);
   }
 }
 
@@ -91,28 +92,29 @@ void tile_avx2(
       for (int j = 0; j < kAvx2NR; ++j)
         total[i][j] = _mm256_add_epi64(total[i][j], sum_bytes_avx2(acc[i][j]));
   }
-  for (int i = 0; i < m_valid; ++i) {
+  for (int64_t i = 0, r = 0; i < m_valid; ++i) {
+    r = i == 0 ? offset_row(p, m0) : next_offset_row(p, r);
     int32_t dots[kAvx2NR];
     for (int j = 0; j < n_valid; ++j) {
       alignas(32) int64_t lanes[4];
       _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), total[i][j]);
       dots[j] = static_cast<int32_t>(p.k - 2 * (lanes[0] + lanes[1] + lanes[2] + lanes[3]));
     }
-    store_row(p, m0 + i, n0, dots, n_valid);
+    store_row(p, m0 + i, r, n0, dots, n_valid);
   }
 }
 
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
-void store_row_avx512(const XnorProblem& p, int64_t m, int64_t n0, __m256i dot, __mmask8 valid,
-                      int n_valid) {
+void store_row_avx512(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, __m256i dot,
+                      __mmask8 valid, int n_valid) {
   if (p.out_bits != nullptr) {
     alignas(32) int32_t dots[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(dots), dot);
-    return store_row(p, m, n0, dots, n_valid);
+    return store_row(p, m, r, n0, dots, n_valid);
   }
   if (p.out_f32 == nullptr) return _mm256_mask_storeu_epi32(p.out_i32 + m * p.n + n0, valid, dot);
   if (p.offset) {
-    const int32_t* offset = p.offset + (m % p.offset_rows) * p.n + n0;
+    const int32_t* offset = p.offset + r * p.n + n0;
     dot = _mm256_add_epi32(dot, _mm256_maskz_loadu_epi32(valid, offset));
   }
   __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_maskz_loadu_ps(valid, p.scale + n0));
@@ -169,11 +171,12 @@ void tile_avx512(
 
   const __m512i k_vec = _mm512_set1_epi64(p.k);
   const __mmask8 store = static_cast<__mmask8>((1u << n_valid) - 1u);
-  for (int i = 0; i < m_valid; ++i) {
+  for (int64_t i = 0, r = 0; i < m_valid; ++i) {
+    r = i == 0 ? offset_row(p, m0) : next_offset_row(p, r);
     const __m512i diff = reduce8_epi64(acc[i]);
     const __m256i dot =
         _mm512_cvtepi64_epi32(_mm512_sub_epi64(k_vec, _mm512_slli_epi64(diff, 1)));
-    store_row_avx512(p, m0 + i, n0, dot, store, n_valid);
+    store_row_avx512(p, m0 + i, r, n0, dot, store, n_valid);
   }
 }
 

@@ -31,9 +31,10 @@ template <bool Fused>
 __device__ inline void store_dot(const xnor::XnorProblem& p, int64_t m, int64_t n,
                                  int32_t dot) {
   if constexpr (Fused) {
-    if (p.out_bits == nullptr) return xnor::store_row(p, m, n, &dot, 1);
-    const int32_t* offset = xnor::row_offset(p, m);
-    if (xnor::sign_bit(p, n, xnor::add_wrapping(dot, offset ? offset[n] : 0))) {
+    const int64_t r = xnor::offset_row(p, m);
+    if (p.out_bits == nullptr) return xnor::store_row(p, m, r, n, &dot, 1);
+    const int32_t offset = p.offset ? p.offset[r * p.n + n] : 0;
+    if (xnor::sign_bit(p, n, xnor::add_wrapping(dot, offset))) {
       atomicOr(p.out_bits + m * p.out_words + n / 32, 1u << (n % 32));
     }
   } else {

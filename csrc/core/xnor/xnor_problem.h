@@ -50,42 +50,65 @@ EMOKERNELS_HD float epilogue(int32_t dot, int32_t offset, float scale, const flo
   return bias ? v + *bias : v;
 }
 
-// Row m's offsets (offset[m % offset_rows]), or nullptr without offset.
-EMOKERNELS_HD const int32_t* row_offset(const XnorProblem& p, int64_t m) {
-  return p.offset ? p.offset + (m % p.offset_rows) * p.n : nullptr;
+// The offset row of output row m (m % offset_rows). Tiles divide once, for their first row,
+// and step to the next rows with next_offset_row: at small k a 64-bit division per row costs
+// as much as the row's dots; a 32-bit one is used where the numbers fit.
+EMOKERNELS_HD int64_t offset_row(const XnorProblem& p, int64_t m) {
+  if (p.offset == nullptr) return 0;
+  if (((m | p.offset_rows) >> 32) == 0) {
+    return static_cast<uint32_t>(m) % static_cast<uint32_t>(p.offset_rows);
+  }
+  return m % p.offset_rows;
+}
+
+EMOKERNELS_HD int64_t next_offset_row(const XnorProblem& p, int64_t r) {
+  return r + 1 == p.offset_rows ? 0 : r + 1;
 }
 
 // Output bit n of the sign epilogue for the corrected dot s: lower[n] <= s <= upper[n]. A
 // layer's epilogue, the next BatchNorm and sign are monotone in the integer dot, so any such
 // chain is exactly one interval of dots per channel (empty, or unbounded on one side or both).
-EMOKERNELS_HD bool sign_bit(const XnorProblem& p, int64_t n, int32_t s) {
-  return p.bounds[n] <= s && s <= p.bounds[p.n + n];
+EMOKERNELS_HD uint32_t sign_bit(const XnorProblem& p, int64_t n, int32_t s) {
+  // `&`, not `&&`: the signs of random data defeat a branch per test.
+  return static_cast<uint32_t>(p.bounds[n] <= s) & static_cast<uint32_t>(s <= p.bounds[p.n + n]);
 }
 
-// Writes outputs (m, n0 .. n0 + count) of dots: as int32, through the float epilogue, or as
-// sign bits. The bits of one word are written by one thread only: the CPU's column blocks are
-// whole words, and a row segment never straddles a word (count <= 32 - n0 % 32); the CUDA
-// kernels set bits with atomicOr instead of calling this.
-EMOKERNELS_HD void store_row(const XnorProblem& p, int64_t m, int64_t n0, const int32_t* dots,
-                             int count) {
+// The most outputs one store_row call writes (the CPU tiles' widths, 1 on CUDA).
+constexpr int kMaxStoreRow = 8;
+
+// Writes outputs (m, n0 .. n0 + count) of dots, m's offset row being r (offset_row): as
+// int32, through the float epilogue, or as sign bits. The bits of one word are written by one
+// thread only: the CPU's column blocks are whole words, and a row segment never straddles a
+// word (count <= 32 - n0 % 32); the CUDA kernels set bits with atomicOr instead of calling
+// this. Optional operands are tested once per row, not per output: an `ptr ? ptr[n] : 0` in
+// the loop becomes a masked vector load from the null pointer, which the CPU serves through a
+// fault-suppression assist costing more than the row's dots.
+EMOKERNELS_HD void store_row(const XnorProblem& p, int64_t m, int64_t r, int64_t n0,
+                             const int32_t* dots, int count) {
   if (p.out_f32 == nullptr && p.out_bits == nullptr) {
     for (int j = 0; j < count; ++j) p.out_i32[m * p.n + n0 + j] = dots[j];
     return;
   }
-  const int32_t* offset = row_offset(p, m);
+  int32_t corrected[kMaxStoreRow];
+  const int32_t* sums = dots;
+  if (p.offset != nullptr) {
+    const int32_t* offset = p.offset + r * p.n + n0;
+    for (int j = 0; j < count; ++j) corrected[j] = add_wrapping(dots[j], offset[j]);
+    sums = corrected;
+  }
   if (p.out_f32 != nullptr) {
-    for (int j = 0; j < count; ++j) {
-      const int64_t n = n0 + j;
-      p.out_f32[m * p.n + n] = epilogue(dots[j], offset ? offset[n] : 0, p.scale[n],
-                                        p.bias ? p.bias + n : nullptr);
+    float* out = p.out_f32 + m * p.n + n0;
+    const float* scale = p.scale + n0;
+    if (p.bias != nullptr) {
+      for (int j = 0; j < count; ++j) out[j] = epilogue(sums[j], 0, scale[j], p.bias + n0 + j);
+    } else {
+      for (int j = 0; j < count; ++j) out[j] = epilogue(sums[j], 0, scale[j], nullptr);
     }
     return;
   }
   uint32_t bits = 0;
   for (int j = 0; j < count; ++j) {
-    const int64_t n = n0 + j;
-    bits |= static_cast<uint32_t>(sign_bit(p, n, add_wrapping(dots[j], offset ? offset[n] : 0)))
-            << (n % 32);
+    bits |= sign_bit(p, n0 + j, sums[j]) << ((n0 + j) % 32);
   }
   p.out_bits[m * p.out_words + n0 / 32] |= bits;
 }
