@@ -56,3 +56,8 @@ def devices() -> list:
 def signs(x: torch.Tensor) -> torch.Tensor:
     """The reference sign: +1 where x >= 0, else -1, as float64."""
     return torch.where(x >= 0, 1.0, -1.0).double()
+
+
+def with_arg(args: list, index: int, value) -> list:
+    """``args`` with argument ``index`` replaced by ``value`` (a bad-input case)."""
+    return [value if i == index else a for i, a in enumerate(args)]

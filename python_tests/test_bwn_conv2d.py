@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from emokernels import ops
 
-from .conftest import signs
+from .conftest import signs, with_arg
 
 # (channels, kernel, stride, dilation, size): 16-multiples take the implicit im2col path
 CASES = [
@@ -77,10 +77,8 @@ def _args():
     (4, [0, 1], ">= 1"),
 ])
 def test_bad_input(index, value, message):
-    args = _args()
-    args[index] = value
     with pytest.raises(RuntimeError, match=message):
-        torch.ops.emokernels.bwn_conv2d(*args)
+        torch.ops.emokernels.bwn_conv2d(*with_arg(_args(), index, value))
 
 
 @pytest.mark.parametrize("x, kernel, dilation", [

@@ -3,6 +3,7 @@ import torch
 
 from emokernels import ops
 
+from .conftest import with_arg
 from .test_properties import pack_reference
 
 INF = float("inf")
@@ -76,10 +77,8 @@ def _args():
     (2, torch.zeros(1, 40), "must be 1-D"),
 ])
 def test_bad_input(index, value, message):
-    args = _args()
-    args[index] = value
     with pytest.raises(RuntimeError, match=message):
-        ops.pack_channels(*args)
+        ops.pack_channels(*with_arg(_args(), index, value))
 
 
 def test_opcheck():

@@ -3,7 +3,7 @@ import torch
 
 from emokernels import ops
 
-from .conftest import signs
+from .conftest import signs, with_arg
 
 
 def reference(a, b, scale, bias=None, offset=None):
@@ -53,10 +53,8 @@ def _args():
     (2, 65, r"ceil\(k/32\)"),
 ])
 def test_bad_input(index, value, message):
-    args = _args()
-    args[index] = value
     with pytest.raises(RuntimeError, match=message):
-        ops.xnor_gemm_scaled(*args)
+        ops.xnor_gemm_scaled(*with_arg(_args(), index, value))
 
 
 def test_opcheck():

@@ -3,7 +3,7 @@ import torch
 
 from emokernels import ops
 
-from .conftest import signs
+from .conftest import signs, with_arg
 from .test_properties import pack_reference
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
@@ -85,10 +85,8 @@ def _args():
     (2, 65, r"ceil\(k/32\)"),
 ])
 def test_bad_input(index, value, message):
-    args = _args()
-    args[index] = value
     with pytest.raises(RuntimeError, match=message):
-        ops.xnor_gemm_sign(*args)
+        ops.xnor_gemm_sign(*with_arg(_args(), index, value))
 
 
 def test_opcheck():
