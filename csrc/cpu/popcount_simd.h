@@ -43,4 +43,14 @@ constexpr int kMaxByteSums = 31;  // of popcount_bytes_avx2 results: 31 * 8 <= 2
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
 __m256i sum_bytes_avx2(__m256i bytes) { return _mm256_sad_epu8(bytes, _mm256_setzero_si256()); }
 
+// [sum of a's 4 lanes, of b's, of c's, of d's]: four horizontal sums in 6 vector ops.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+__m256i reduce4_epi64_avx2(__m256i a, __m256i b, __m256i c, __m256i d) {
+  // [a0+a1, b0+b1, a2+a3, b2+b3] and [c0+c1, d0+d1, c2+c3, d2+d3]
+  const __m256i ab = _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+  const __m256i cd = _mm256_add_epi64(_mm256_unpacklo_epi64(c, d), _mm256_unpackhi_epi64(c, d));
+  return _mm256_add_epi64(_mm256_permute2x128_si256(ab, cd, 0x20),
+                          _mm256_permute2x128_si256(ab, cd, 0x31));
+}
+
 }  // namespace emokernels

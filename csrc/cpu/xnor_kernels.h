@@ -92,14 +92,16 @@ void tile_avx2(
       for (int j = 0; j < kAvx2NR; ++j)
         total[i][j] = _mm256_add_epi64(total[i][j], sum_bytes_avx2(acc[i][j]));
   }
+  static_assert(kAvx2NR == 4, "one reduce4 per row");
+  const __m256i k_vec = _mm256_set1_epi64x(p.k);
+  const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
   for (int64_t i = 0, r = 0; i < m_valid; ++i) {
     r = i == 0 ? offset_row(p, m0) : next_offset_row(p, r);
-    int32_t dots[kAvx2NR];
-    for (int j = 0; j < n_valid; ++j) {
-      alignas(32) int64_t lanes[4];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), total[i][j]);
-      dots[j] = static_cast<int32_t>(p.k - 2 * (lanes[0] + lanes[1] + lanes[2] + lanes[3]));
-    }
+    const __m256i diff = reduce4_epi64_avx2(total[i][0], total[i][1], total[i][2], total[i][3]);
+    const __m256i dot = _mm256_sub_epi64(k_vec, _mm256_slli_epi64(diff, 1));
+    alignas(16) int32_t dots[kAvx2NR];
+    _mm_store_si128(reinterpret_cast<__m128i*>(dots),
+                    _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(dot, low_halves)));
     store_row(p, m0 + i, r, n0, dots, n_valid);
   }
 }
