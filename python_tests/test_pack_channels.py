@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from emokernels import ops
+from emokernels.nn.bit_patches import pack_signs_nhwc
 
 from .conftest import with_arg
 from .test_properties import pack_reference
@@ -83,3 +84,12 @@ def test_bad_input(index, value, message):
 
 def test_opcheck():
     torch.library.opcheck(torch.ops.emokernels.pack_channels.default, tuple(_args()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_layers_pack_signs_as_pack_bits(dtype):
+    gen = torch.Generator().manual_seed(1)
+    x = special_values(torch.randn(2, 45, 7, 9, generator=gen), gen).to(dtype)
+    x.view(-1)[::13] = -0.0
+    for layout in (x, x.contiguous(memory_format=torch.channels_last), x[:, :, ::2]):
+        assert torch.equal(pack_signs_nhwc(layout), ops.pack_bits(layout.permute(0, 2, 3, 1)))

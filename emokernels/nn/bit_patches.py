@@ -52,8 +52,18 @@ def pack_patches(x: torch.Tensor, kernel_size, stride, padding, dilation):
     Returns ``(patches, Ho, Wo)``: int32 ``[B*Ho*Wo, kh*kw*ceil(C/32)]``, word order
     ``(ky, kx, channel word)``; padded pixels are all-zero words.
     """
-    bits = ops.pack_bits(x.permute(0, 2, 3, 1))  # [B, H, W, words]
-    return patches_nhwc(bits, kernel_size, stride, padding, dilation)
+    return patches_nhwc(pack_signs_nhwc(x), kernel_size, stride, padding, dilation)
+
+
+def pack_signs_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """``pack_bits(x.permute(0, 2, 3, 1))`` of a floating ``[B, C, H, W]``: int32
+    ``[B, H, W, ceil(C/32)]``. float32 maps are packed in place by ``pack_channels`` (the
+    interval ``[0, inf]`` is the sign, NaN included); a permuted view would first be copied to
+    channels-last, which costs more than the packing."""
+    if x.dtype != torch.float32:
+        return ops.pack_bits(x.permute(0, 2, 3, 1))
+    c = x.shape[1]
+    return ops.pack_channels(x, x.new_zeros(c), x.new_full((c,), float("inf")))
 
 
 def padding_indicator(height: int, width: int, padding, device) -> torch.Tensor:

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from .. import ops
-from .bit_patches import patches_nhwc, xnor_count_fix
+from .bit_patches import pack_signs_nhwc, patches_nhwc, xnor_count_fix
 
 
 class PackedXnorConv2d(nn.Module):
@@ -64,7 +64,7 @@ class PackedXnorConv2d(nn.Module):
             if x.dim() != 4 or x.shape[1] != c or not x.is_floating_point():
                 raise ValueError(f"{name}: expected a floating input [B, {c}, H, W], got "
                                  f"{tuple(x.shape)} {x.dtype}")
-            return ops.pack_bits(x.permute(0, 2, 3, 1))
+            return pack_signs_nhwc(x)
         words = ops.words_for_bits(c)
         if x.dim() != 4 or x.dtype != torch.int32 or x.shape[3] != words:
             raise ValueError(f"{name}: expected packed int32 words [B, H, W, {words}], got "

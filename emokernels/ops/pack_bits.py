@@ -39,7 +39,7 @@ def pack_channels(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> 
         int32 ``[B, H, W, ceil(C / 32)]``: bit ``j`` of word ``w`` is 1 iff
         ``lower[c] <= x[b, c, h, w] <= upper[c]`` for ``c = 32 w + j`` (NaN: 0); bits past
         ``C`` are 0. With ``lower = 0`` and ``upper = inf`` this is
-        ``pack_bits(x.permute(0, 2, 3, 1))`` for non-NaN ``x``.
+        ``pack_bits(x.permute(0, 2, 3, 1))`` (NaN included).
     """
     return torch.ops.emokernels.pack_channels(x, lower, upper)
 
