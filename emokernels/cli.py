@@ -16,6 +16,7 @@ CPU_ISAS = ("auto", "avx512", "avx2", "portable")
 # What the kernel path of each op depends on: (label, dtype, m rows, n columns, channels).
 KERNEL_CASES = {
     "pack_bits": [("float32", "float32", 1, 1, 1), ("other dtypes", "bfloat16", 1, 1, 1)],
+    "pack_channels": [("float32 NCHW", "float32", 1, 1, 1)],
     "xnor_gemm": [("int32", "int32", 1, 1, 1)],
     "bwn_gemm": [("float32 M<16 or N<32", "float32", 1, 4096, 1),
                  ("float32 M>=16, N>=32", "float32", 256, 256, 1),
@@ -46,7 +47,7 @@ def info_lines() -> list[str]:
     for op, cases in KERNEL_CASES.items():
         paths = "; ".join(f"{label}: {kernels.cpu_kernel_path(op, dtype, m, n, c)}"
                           for label, dtype, m, n, c in cases)
-        lines.append(f"  {op:<10} cpu ({paths})" + ("; cuda" if cuda else ""))
+        lines.append(f"  {op:<13} cpu ({paths})" + ("; cuda" if cuda else ""))
     return lines
 
 

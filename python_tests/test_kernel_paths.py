@@ -18,8 +18,10 @@ needs_emulation = pytest.mark.skipif(not simd_emulation.available(),
 ALL_FEATURES = {
     ("pack_bits", "float32", 1, 1, 1): "avx512f",
     ("pack_bits", "bfloat16", 1, 1, 1): "portable",
+    ("pack_channels", "float32", 1, 1, 1): "avx2",  # bound by reading the map
     ("xnor_gemm", "int32", 5, 5, 1): "avx512-vpopcntdq",
     ("xnor_gemm_scaled", "int32", 5, 5, 1): "avx512-vpopcntdq",
+    ("xnor_gemm_sign", "int32", 5, 5, 1): "avx512-vpopcntdq",
     ("bwn_gemm", "float32", 1, 4096, 1): "avx512-rows",
     ("bwn_gemm", "float32", 15, 4096, 1): "avx512-rows",
     ("bwn_gemm", "float32", 16, 31, 1): "avx512-rows",
