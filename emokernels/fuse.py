@@ -24,10 +24,10 @@ from .nn.binary_conv import XnorConv2d
 from .nn.binary_linear import XnorLinear
 from .nn.packed_chain import PackChannels, PackedMaxPool2d, PackedXnorConv2d
 from .nn.packed_weight import row_blocks
-from .sign_intervals import check_modules, dot_interval, value_interval
+from .sign_intervals import NotMonotone, check_modules, dot_interval, value_interval
 
-_POINTWISE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU,
-              nn.Identity, nn.Dropout)
+# Per-channel monotone modules with no conditions (see _pointwise for the others).
+_POINTWISE = (nn.ReLU, nn.Identity, nn.Dropout)
 
 
 def optimize_for_inference(model: nn.Module, example_input: torch.Tensor) -> nn.Module:
@@ -43,12 +43,18 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor) -> nn.
     reading those bits. The per-channel modules (with at most one ``MaxPool2d``) right before
     the first XNOR convolution of a chain, when they include a BatchNorm or a pool, become one
     interval test per channel (:class:`~emokernels.nn.packed_chain.PackChannels`) and a pool
-    on bits. The result equals the unfused eval model exactly (the same float operations on
-    the same values decide every sign) for finite float32 inputs.
+    on bits. On the CPU the result equals the unfused eval model exactly (the same float
+    operations on the same values decide every sign; tested), for activations of magnitude
+    below 2^64 before those float modules. On CUDA the same construction applies, but
+    BatchNorm's GPU kernel is picked per shape and layout, so equality there is not verified.
 
     Args:
-        model: in eval mode; its modules and tensors are shared with the result, not copied
-            (only the reordered weights of a linear layer after ``Flatten`` are new).
+        model: in eval mode (every submodule). Its modules and tensors are shared with the
+            result, not copied, but the result is a snapshot: the intervals, the pools' masks and
+            a flattened linear layer's reordered weights are computed now, so later changes to
+            ``model``'s weights or statistics do not reach it. Rewritten ``nn.Sequential``s have
+            fewer children than the originals (index them by name, not position); subclasses of
+            ``nn.Sequential`` and other containers keep their class and ``forward``.
         example_input: one input the model accepts (a batch of 1 is enough), float32: it is run
             once to learn the map size each flattened linear layer sees. The result then takes
             inputs of that size (convolution chains take any size).
@@ -56,9 +62,9 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor) -> nn.
     Returns:
         The optimized model (``model`` itself is unchanged).
     """
-    if model.training:
+    if any(m.training for m in model.modules()):
         raise ValueError("optimize_for_inference: call model.eval() first (BatchNorm must use "
-                         "its running statistics)")
+                         "its running statistics, Dropout must be off)")
     if not isinstance(example_input, torch.Tensor) or example_input.dtype != torch.float32:
         raise TypeError("optimize_for_inference: example_input must be a float32 tensor")
     shapes = _input_shapes(model, example_input)
@@ -87,7 +93,8 @@ def _input_shapes(model: nn.Module, example: torch.Tensor) -> dict[int, tuple | 
 def _rewrite(module: nn.Module, shapes: dict) -> nn.Module:
     children = OrderedDict((name, _rewrite(child, shapes))
                            for name, child in module.named_children())
-    if isinstance(module, nn.Sequential):
+    # Only a plain Sequential runs its children in order and nothing else.
+    if type(module) is nn.Sequential:
         return nn.Sequential(_fuse_sequence(list(children.items()), shapes))
     if all(children[name] is child for name, child in module.named_children()):
         return module
@@ -108,6 +115,8 @@ class _Link:
     pool: nn.MaxPool2d | None = None
     post_pool: list = field(default_factory=list)
     flattened: tuple | None = None  # the [C, H, W] map a Flatten turns into a linear's input
+    # Producer links: int32 bounds [2, O] of the dots; heads: float32 (lower [C], upper [C]).
+    intervals: torch.Tensor | tuple | None = None
 
 
 def _fusable(module: nn.Module) -> bool:
@@ -200,11 +209,29 @@ def _head_before(items: list, last: int, shapes: dict) -> _Link | None:
     return link
 
 
+def _with_intervals(items: list, link: _Link | None) -> _Link | None:
+    """``link`` with its sign intervals, or None where its modules' sign is not one interval
+    (those modules then stay as they are: the result is still exact)."""
+    if link is None:
+        return None
+    modules = [*link.pre_pool, *link.post_pool]
+    try:
+        if link.head:
+            consumer = items[link.last][1]
+            check_modules(modules, {})
+            link.intervals = value_interval(modules, consumer.in_channels, _device_of(consumer))
+        else:
+            link.intervals = _bounds(items[link.first][1], link)
+    except NotMonotone:
+        return None
+    return link
+
+
 def _fuse_sequence(items: list[tuple[str, nn.Module]], shapes: dict) -> OrderedDict:
     links: dict[int, _Link] = {}
     i = 0
     while i < len(items):
-        link = _link_from(items, i, shapes)
+        link = _with_intervals(items, _link_from(items, i, shapes))
         if link is None:
             i += 1
             continue
@@ -212,7 +239,7 @@ def _fuse_sequence(items: list[tuple[str, nn.Module]], shapes: dict) -> OrderedD
         i = link.last  # the consumer may produce the next link
     consumers = {link.last: link for link in links.values()}
     for j in [j for j, (_, m) in enumerate(items) if _fusable(m) and j not in consumers]:
-        head = _head_before(items, j, shapes)
+        head = _with_intervals(items, _head_before(items, j, shapes))
         if head is not None:
             links[head.first] = consumers[j] = head
     out: OrderedDict = OrderedDict()
@@ -222,9 +249,7 @@ def _fuse_sequence(items: list[tuple[str, nn.Module]], shapes: dict) -> OrderedD
         link = links.get(i)
         if link is not None and link.head:
             channels = items[link.last][1].in_channels
-            check_modules([*link.pre_pool, *link.post_pool], {})
-            lower, upper = value_interval([*link.pre_pool, *link.post_pool], channels,
-                                          _device_of(items[link.last][1]))
+            lower, upper = link.intervals
             # A run that starts with its pool: the pool keeps its name, after the signs.
             out[name if module is not link.pool else f"{name}_signs"] = PackChannels(lower,
                                                                                     upper)
@@ -260,8 +285,7 @@ def _packed_layer(module: nn.Module, link: _Link | None, into: _Link | None) -> 
     starts ``link``."""
     bits, alpha = module.packed_weight()
     bias = None if module.bias is None else module.bias.detach().float()
-    bounds = None if link is None else _bounds(module, alpha, bias, link)
-    common = dict(bounds=bounds, float_input=into is None)
+    common = dict(bounds=None if link is None else link.intervals, float_input=into is None)
     if isinstance(module, XnorConv2d):
         return PackedXnorConv2d(bits, alpha, bias, module.in_channels, module.kernel_size,
                                 module.stride, module.padding, module.dilation, **common)
@@ -301,10 +325,11 @@ def _packed_pool(link: _Link, channels: int, device: torch.device) -> PackedMaxP
                            pool.ceil_mode, and_words)
 
 
-def _bounds(producer: nn.Module, alpha: torch.Tensor, bias: torch.Tensor | None,
-            link: _Link) -> torch.Tensor:
+def _bounds(producer: nn.Module, link: _Link) -> torch.Tensor:
     """int32 ``[2, O]``: per output channel the interval of corrected dots whose value, through
     the producer's epilogue and the link's per-channel modules, has sign +1."""
+    _, alpha = producer.packed_weight()
+    bias = None if producer.bias is None else producer.bias.detach().float()
     modules = [*link.pre_pool, *link.post_pool]
     check_modules(modules, {"alpha": alpha, "bias": bias})
     if isinstance(producer, XnorConv2d):

@@ -14,10 +14,16 @@ import torch
 from torch import nn
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-# Keys of -FLT_MAX and FLT_MAX: finite float32 values are the keys in between.
-FLOAT_KEY_MIN, FLOAT_KEY_MAX = -1 - 0x7F7FFFFF, 0x7F7FFFFF
+# Keys of -2^64 and 2^64, the float32 values searched: a chain overflowing to inf in the middle
+# (a BatchNorm scale > 1, then a zero scale: inf * 0 = NaN) would not be monotone near FLT_MAX.
+FLOAT_KEY_MIN, FLOAT_KEY_MAX = -1 - 0x5F800000, 0x5F800000
 
 Positive = Callable[[torch.Tensor], torch.Tensor]
+
+
+class NotMonotone(ValueError):
+    """The sign of a chain of modules is not one interval of its input (e.g. it overflows to
+    inf, then multiplies by 0): the chain cannot be folded exactly."""
 
 
 def check_modules(modules: Sequence[nn.Module], tensors: dict[str, torch.Tensor | None]) -> None:
@@ -64,22 +70,25 @@ def dot_interval(alpha: torch.Tensor, bias: torch.Tensor | None, modules: Sequen
 
 def value_interval(modules: Sequence[nn.Module], channels: int,
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 ``(lower [C], upper [C])``: the finite values ``y`` where ``modules(y) >= 0``
-    (see ``ops.pack_channels``)."""
+    """float32 ``(lower [C], upper [C])``: the values ``y``, ``|y| <= 2^64``, where
+    ``modules(y) >= 0`` (see ``ops.pack_channels``); an interval reaching an end of that range
+    is unbounded on that side."""
 
     def positive(keys: torch.Tensor) -> torch.Tensor:
         return apply_pointwise(modules, key_to_float(keys)) >= 0
 
     at_low, at_high, last, first = _bisect(positive, FLOAT_KEY_MIN, FLOAT_KEY_MAX, channels,
                                            device)
-    lower = torch.where(at_low, FLOAT_KEY_MIN - 1, first)  # - 1, + 1: the infinities' keys
-    upper = torch.where(at_low, last, FLOAT_KEY_MAX + 1)
-    lower = torch.where(at_low == at_high, torch.where(at_low, FLOAT_KEY_MIN - 1,
-                                                       FLOAT_KEY_MAX + 1), lower)
-    upper = torch.where(at_low == at_high, torch.where(at_low, FLOAT_KEY_MAX + 1,
-                                                       FLOAT_KEY_MIN - 1), upper)
+    below, above = FLOAT_KEY_MIN - 1, FLOAT_KEY_MAX + 1  # stand for -inf and inf
+    lower = torch.where(at_low, below, first)
+    upper = torch.where(at_low, last, above)
+    lower = torch.where(at_low == at_high, torch.where(at_low, below, above), lower)
+    upper = torch.where(at_low == at_high, torch.where(at_low, above, below), upper)
     _check(positive, torch.stack([lower, upper]), FLOAT_KEY_MIN, FLOAT_KEY_MAX)
-    return key_to_float(lower), key_to_float(upper)
+    inf = torch.tensor(float("inf"), device=device)
+    as_float = lambda keys: torch.where(keys == below, -inf, torch.where(  # noqa: E731
+        keys == above, inf, key_to_float(keys)))
+    return as_float(lower), as_float(upper)
 
 
 def key_to_float(keys: torch.Tensor) -> torch.Tensor:
@@ -105,7 +114,7 @@ def _bisect(positive: Positive, low: int, high: int, n: int, device: torch.devic
 
 def _check(positive: Positive, bounds: torch.Tensor, low: int, high: int) -> None:
     """The intervals reproduce ``positive`` on a grid of keys and on both sides of every
-    boundary: a chain that is not monotone (which the accepted modules cannot make) raises."""
+    boundary, or :class:`NotMonotone`."""
     n = bounds.shape[1]
     grid = torch.linspace(low, high, min(high - low + 1, 257), dtype=torch.float64)
     edges = bounds.clamp(low, high)
@@ -113,5 +122,4 @@ def _check(positive: Positive, bounds: torch.Tensor, low: int, high: int) -> Non
                       (edges - 1).clamp(min=low), edges, (edges + 1).clamp(max=high)])
     with torch.no_grad():
         if not torch.equal(positive(keys), (bounds[0] <= keys) & (keys <= bounds[1])):
-            raise ValueError("optimize_for_inference: the modules between two binary layers "
-                             "are not monotone")
+            raise NotMonotone("the modules between two binary layers are not monotone")

@@ -233,3 +233,39 @@ def test_float_head_extremes():
 
 
 INF = float("inf")
+
+
+class Residual(nn.Sequential):
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+def test_sequential_subclasses_keep_their_forward():
+    torch.manual_seed(12)
+    model = randomize_norms(nn.Sequential(
+        nn.BatchNorm2d(8), Residual(ek.XnorConv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16),
+                                    ek.XnorConv2d(16, 8, 3, padding=1))))
+    fused = assert_fused_equal(model, torch.randn(2, 8, 7, 7), 0)
+    assert type(fused[1]) is Residual
+
+
+def test_a_submodule_left_in_train_mode_is_refused():
+    model = randomize_norms(nn.Sequential(ek.XnorLinear(40, 40), nn.Dropout(),
+                                          nn.BatchNorm1d(40), ek.XnorLinear(40, 3)))
+    model[1].train()
+    with pytest.raises(ValueError, match="eval"):
+        ek.optimize_for_inference(model, torch.randn(2, 40))
+
+
+@pytest.mark.parametrize("scale, fused", [(1e15, 1), (1e30, 0)])
+def test_norms_that_overflow(scale, fused):
+    # A BatchNorm that scales large values to inf, then one with zero scales (inf * 0 = NaN):
+    # the sign is one interval while |y| * scale stays finite for |y| <= 2^64, the range
+    # searched; beyond (1e30) it is not, and those modules stay unfused (still exact).
+    torch.manual_seed(13)
+    model = randomize_norms(nn.Sequential(nn.BatchNorm2d(16), nn.BatchNorm2d(16),
+                                          ek.XnorConv2d(16, 4, 1)), 14)
+    model[0].weight.data.fill_(scale)
+    model[0].running_var.data.fill_(1.0)
+    model[1].weight.data[:8] = 0.0
+    assert_fused_equal(model, torch.randn(3, 16, 4, 4) * 1e-20, fused)

@@ -30,9 +30,20 @@ ALL_FEATURES = {
     ("bwn_conv2d", "float32", 16, 8, 32): "avx512-table-implicit-im2col",
     ("bwn_conv2d", "float32", 16, 64, 24): "avx512-table",
     ("bwn_conv2d", "float32", 8, 64, 32): "avx512-rows",
+    ("bwn_gemm", "float32", 7, 64, 1): "avx512-rows",
     ("hashed_linear", "float32", 1, 1, 1): "avx512f",
     ("hashed_linear_backward", "float32", 1, 1, 1): "avx512f",
     ("hashed_linear", "float32", 1, 16, 1): "block-runs",  # n: the block
+}
+
+# Float32 BWN cases that take AVX2's 8-row tables (8+ rows of x; 32+ weight rows, or an image
+# whose channels are a multiple of 16).
+AVX2_TABLES = {
+    ("bwn_gemm", "float32", 15, 4096, 1): "avx2-table",
+    ("bwn_gemm", "float32", 16, 32, 1): "avx2-table",
+    ("bwn_conv2d", "float32", 16, 8, 32): "avx2-table-implicit-im2col",
+    ("bwn_conv2d", "float32", 16, 64, 24): "avx2-table",
+    ("bwn_conv2d", "float32", 8, 64, 32): "avx2-table-implicit-im2col",
 }
 
 # Skylake-SP: AVX-512 F/BW/VL/DQ, but no VPOPCNTDQ and no BF16.
@@ -60,6 +71,7 @@ def test_capped_levels_use_no_avx512(level):
         for case in ALL_FEATURES:
             want = "portable" if level == "portable" or case[1] == "bfloat16" else "avx2"
             want = "block-runs" if ALL_FEATURES[case] == "block-runs" else want
+            want = AVX2_TABLES.get(case, want) if level == "avx2" else want
             assert path(case) == want, case
 
 

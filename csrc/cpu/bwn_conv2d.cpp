@@ -29,7 +29,7 @@ at::Tensor bwn_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in,
   const bool implicit_ok = x.scalar_type() == at::kFloat && c % 16 == 0;
   const BwnPath path = bwn_path(bwn::bwn_input(x.scalar_type()), m, n, implicit_ok);
 
-  if (path == BwnPath::TableImplicit) {
+  if (path == BwnPath::TableImplicit || path == BwnPath::Avx2TableImplicit) {
     std::vector<int64_t> chunk_offsets(k / 16);
     for (int64_t chunk = 0; chunk < k / 16; ++chunk) {
       const int64_t tap = 16 * chunk / c, ch = 16 * chunk % c;

@@ -12,6 +12,7 @@
 
 #include "../core/bwn/bwn_problem.h"
 #include "bwn_gemm_lut.h"
+#include "bwn_gemm_lut_avx2.h"
 #include "paths.h"
 #include "simd.h"
 #include "tiling.h"
@@ -180,18 +181,71 @@ inline void lut_block(const BwnProblem<float>& p, int64_t m0, int64_t n_begin, i
   }
 }
 
-inline void run_lut(const BwnProblem<float>& p) {
-  const int64_t row_blocks = (p.m + lut::kRows - 1) / lut::kRows;
+// The AVX2 table-lookup path (bwn_gemm_lut_avx2.h): lut_block with 8 rows a table.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+inline void lut_block_avx2(const BwnProblem<float>& p, int64_t m0, int64_t n_begin,
+                           int64_t n_end) {
+  namespace L = lut_avx2;
+  const int rows = static_cast<int>(std::min<int64_t>(L::kRows, p.m - m0));
+  const int64_t k_pad = (p.k + L::kBlockK - 1) / L::kBlockK * L::kBlockK;
+  static thread_local std::vector<float> scratch;
+  const int64_t cols = n_end - n_begin;
+  const int64_t floats = 8 * (k_pad + 16 * L::kGroups + cols) + 8;
+  if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
+  float* xt = scratch.data() + (8 - (reinterpret_cast<uintptr_t>(scratch.data()) / 4) % 8) % 8;
+  float* table = xt + 8 * k_pad;
+  float* pos = table + 8 * 16 * L::kGroups;
+  std::fill(pos, pos + 8 * cols, 0.0f);
+  const float* row_ptrs[L::kRows];
+  for (int r = 0; r < rows; ++r) {
+    row_ptrs[r] = p.conv ? p.conv->row_base(p.x, m0 + r) : p.x + (m0 + r) * p.k;
+  }
+  const int64_t* chunks = p.conv ? p.conv->chunk_offsets : nullptr;
+  __m256 abs_total;
+  const __m256 total = L::transpose_rows(row_ptrs, rows, chunks, p.k, k_pad, xt, &abs_total);
+  for (int64_t kb = 0; kb < k_pad / L::kBlockK; ++kb) {
+    L::build_tables(xt + 8 * kb * L::kBlockK, table);
+    for (int64_t n = n_begin; n < n_end; n += L::kCols) {
+      const int count = static_cast<int>(std::min<int64_t>(L::kCols, n_end - n));
+      const auto wr = tile_rows<uint32_t, L::kCols>(p.w, n, count, p.words);
+      __m256 acc[L::kCols];
+      for (auto& a : acc) a = _mm256_setzero_ps();
+      L::accumulate_block(table, wr.data(), kb * (L::kBlockK / 32), p.words, acc);
+      for (int j = 0; j < count; ++j) {
+        float* dst = pos + 8 * (n - n_begin + j);
+        _mm256_store_ps(dst, _mm256_add_ps(_mm256_load_ps(dst), acc[j]));
+      }
+    }
+  }
+  alignas(32) float totals[L::kRows];
+  alignas(32) float abs_totals[L::kRows];
+  _mm256_store_ps(totals, total);
+  _mm256_store_ps(abs_totals, abs_total);
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const float* lanes = pos + 8 * (n - n_begin);
+    for (int r = 0; r < rows; ++r) {
+      p.out[(m0 + r) * p.n + n] =
+          twice_sum_is_safe(abs_totals[r])
+              ? epilogue(p.alpha[n], 2.0f * lanes[r] - totals[r])
+              : signed_sum(row_ptrs[r], chunks, p.w + n * p.words, p.k, p.alpha[n]);
+    }
+  }
+}
+
+// Blocks of `rows` rows of x (one table each) times column ranges, over the threads.
+template <int Rows, int Cols, void (*Block)(const BwnProblem<float>&, int64_t, int64_t, int64_t)>
+void run_lut(const BwnProblem<float>& p) {
+  const int64_t row_blocks = (p.m + Rows - 1) / Rows;
   // Few row blocks: split the columns too, so every thread has work (each split rebuilds
   // its own tables, a small cost next to the lookups).
   const int64_t want = 2 * at::get_num_threads();
   const int64_t splits = row_blocks >= want ? 1 : (want + row_blocks - 1) / row_blocks;
-  const int64_t chunk = ((p.n + splits - 1) / splits + lut::kCols - 1) / lut::kCols * lut::kCols;
+  const int64_t chunk = ((p.n + splits - 1) / splits + Cols - 1) / Cols * Cols;
   const int64_t col_blocks = (p.n + chunk - 1) / chunk;
   at::parallel_for(0, row_blocks * col_blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n0 = (t % col_blocks) * chunk;
-      lut_block(p, (t / col_blocks) * lut::kRows, n0, std::min(p.n, n0 + chunk));
+      Block(p, (t / col_blocks) * Rows, n0, std::min(p.n, n0 + chunk));
     }
   });
 }
@@ -279,14 +333,17 @@ inline void run_bwn(const BwnProblem<T>& p, BwnPath path) {
   run(p, 1, 8, tile_portable<T>);
 }
 
-// Runs a float32 problem on `path` (bwn_path's choice for it); only TableImplicit reads
-// p.conv. row_sums: M floats of scratch.
+// Runs a float32 problem on `path` (bwn_path's choice for it); only the *TableImplicit paths
+// read p.conv. row_sums: M floats of scratch.
 inline void run_bwn(BwnProblem<float> p, BwnPath path, float* row_sums) {
   p.row_sums = row_sums;
   switch (path) {
     case BwnPath::Table:
     case BwnPath::TableImplicit:
-      return run_lut(p);
+      return run_lut<lut::kRows, lut::kCols, lut_block>(p);
+    case BwnPath::Avx2Table:
+    case BwnPath::Avx2TableImplicit:
+      return run_lut<lut_avx2::kRows, lut_avx2::kCols, lut_block_avx2>(p);
     case BwnPath::Rows512:
       row_sums_avx512(p.x, row_sums, p.m, p.k);
       return run(p, kAvx512MR, kAvx512NR, tile_avx512);

@@ -42,12 +42,22 @@ inline const char* path_name(XnorPath p) {
   return p == XnorPath::Avx512 ? "avx512-vpopcntdq" : p == XnorPath::Avx2 ? "avx2" : "portable";
 }
 
-enum class BwnPath { Table, TableImplicit, Rows512, Avx2, Portable, Bf16Avx512 };
+enum class BwnPath {
+  Table,
+  TableImplicit,
+  Rows512,
+  Avx2Table,
+  Avx2TableImplicit,
+  Avx2,
+  Portable,
+  Bf16Avx512
+};
 enum class BwnInput { Float32, BFloat16, Float16 };
 
 // Table lookup pays off once 16 rows of x share tables across many weight rows; with few
 // (a binary-input GEMV) the row tiles win.
 constexpr int64_t kTableMinRows = 16;
+constexpr int64_t kAvx2TableMinRows = 8;  // the AVX2 tables hold 8 rows
 constexpr int64_t kTableMinCols = 32;
 
 // bwn_gemm / bwn_conv2d with m rows of x (output pixels) and n weight rows. implicit_ok: x is
@@ -63,7 +73,10 @@ inline BwnPath bwn_path(BwnInput input, int64_t m, int64_t n, bool implicit_ok) 
     if (m >= kTableMinRows && n >= kTableMinCols) return BwnPath::Table;
     return BwnPath::Rows512;
   }
-  return cpu_can_run(kAvx2Features) ? BwnPath::Avx2 : BwnPath::Portable;
+  if (!cpu_can_run(kAvx2Features)) return BwnPath::Portable;
+  if (m >= kAvx2TableMinRows && implicit_ok) return BwnPath::Avx2TableImplicit;
+  if (m >= kAvx2TableMinRows && n >= kTableMinCols) return BwnPath::Avx2Table;
+  return BwnPath::Avx2;
 }
 
 inline const char* path_name(BwnPath p) {
@@ -74,6 +87,10 @@ inline const char* path_name(BwnPath p) {
       return "avx512-table-implicit-im2col";
     case BwnPath::Rows512:
       return "avx512-rows";
+    case BwnPath::Avx2Table:
+      return "avx2-table";
+    case BwnPath::Avx2TableImplicit:
+      return "avx2-table-implicit-im2col";
     case BwnPath::Avx2:
       return "avx2";
     case BwnPath::Bf16Avx512:

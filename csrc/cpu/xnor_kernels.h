@@ -185,6 +185,7 @@ void tile_avx512(
 template <int MR, int NR, TileFn Fn>
 void run_tiles(const XnorProblem& p) {
   static_assert(32 % NR == 0, "a bit-packed output's words must not straddle tiles");
+  static_assert(NR <= kMaxStoreRow, "store_row writes at most kMaxStoreRow outputs");
   parallel_tiles(
       p.m, p.n, MR, NR, 4 * p.row_words,
       [&](int64_t m0, int m_count, int64_t n0, int n_count) {

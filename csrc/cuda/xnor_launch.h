@@ -33,8 +33,8 @@ inline XnorCudaPath xnor_cuda_path(int major) {
                               " is not one of: cores, tensor-cores");
 }
 
-// Runs `p` on the path xnor_cuda_path picks for `device`; Fused: through the epilogue
-// (xnor_gemm_scaled), else int32 dots (xnor_gemm).
+// Runs `p` on the path xnor_cuda_path picks for `device`; Fused: through the float or sign
+// epilogue (xnor_gemm_scaled, xnor_gemm_sign), else int32 dots (xnor_gemm).
 template <bool Fused>
 void run_xnor(const xnor::XnorProblem& p, c10::Device device) {
   if (xnor_cuda_path(compute_major(device)) == XnorCudaPath::TensorCores) {

@@ -1,5 +1,5 @@
 // The core XnorProblem of checked, contiguous tensors: shared by the CPU and CUDA launchers of
-// xnor_gemm and xnor_gemm_scaled.
+// xnor_gemm, xnor_gemm_scaled and xnor_gemm_sign.
 #pragma once
 
 #include <ATen/core/Tensor.h>

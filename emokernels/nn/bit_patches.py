@@ -58,9 +58,10 @@ def pack_patches(x: torch.Tensor, kernel_size, stride, padding, dilation):
 def pack_signs_nhwc(x: torch.Tensor) -> torch.Tensor:
     """``pack_bits(x.permute(0, 2, 3, 1))`` of a floating ``[B, C, H, W]``: int32
     ``[B, H, W, ceil(C/32)]``. float32 maps are packed in place by ``pack_channels`` (the
-    interval ``[0, inf]`` is the sign, NaN included); a permuted view would first be copied to
-    channels-last, which costs more than the packing."""
-    if x.dtype != torch.float32:
+    interval ``[0, inf]`` is the sign, NaN included); on the CPU a permuted view would first
+    be copied to channels-last, which costs more than the packing. (The CUDA pack_channels
+    reads NCHW only: a channels-last map there goes to pack_bits, which reads it in place.)"""
+    if x.dtype != torch.float32 or (x.device.type != "cpu" and not x.is_contiguous()):
         return ops.pack_bits(x.permute(0, 2, 3, 1))
     c = x.shape[1]
     return ops.pack_channels(x, x.new_zeros(c), x.new_full((c,), float("inf")))

@@ -42,11 +42,11 @@ EMOKERNELS_HD int32_t add_wrapping(int32_t dot, int32_t offset) {
   return static_cast<int32_t>(static_cast<uint32_t>(dot) + static_cast<uint32_t>(offset));
 }
 
-// float(dot + offset) * scale, then + bias: multiply, then add, never one fused operation,
-// exactly as the binary layers' float path computes it (builds pass -ffp-contract=off and
-// nvcc --fmad=false). The integer sum wraps like the SIMD paths' adds.
-EMOKERNELS_HD float epilogue(int32_t dot, int32_t offset, float scale, const float* bias) {
-  const float v = static_cast<float>(add_wrapping(dot, offset)) * scale;
+// float(sum) * scale, then + bias (sum: the dot plus its offset): multiply, then add, never one
+// fused operation, exactly as the binary layers' float path computes it (builds pass
+// -ffp-contract=off and nvcc --fmad=false).
+EMOKERNELS_HD float epilogue(int32_t sum, float scale, const float* bias) {
+  const float v = static_cast<float>(sum) * scale;
   return bias ? v + *bias : v;
 }
 
@@ -100,9 +100,9 @@ EMOKERNELS_HD void store_row(const XnorProblem& p, int64_t m, int64_t r, int64_t
     float* out = p.out_f32 + m * p.n + n0;
     const float* scale = p.scale + n0;
     if (p.bias != nullptr) {
-      for (int j = 0; j < count; ++j) out[j] = epilogue(sums[j], 0, scale[j], p.bias + n0 + j);
+      for (int j = 0; j < count; ++j) out[j] = epilogue(sums[j], scale[j], p.bias + n0 + j);
     } else {
-      for (int j = 0; j < count; ++j) out[j] = epilogue(sums[j], 0, scale[j], nullptr);
+      for (int j = 0; j < count; ++j) out[j] = epilogue(sums[j], scale[j], nullptr);
     }
     return;
   }
