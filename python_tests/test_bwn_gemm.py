@@ -5,9 +5,11 @@ from emokernels import ops
 
 from .conftest import signs
 
-# Row tiles (M < 16, or N < 32, incl. the N = 1 GEMV tile) and table lookup (M >= 16, N >= 32).
+# Row tiles (M < 16, or N < 32, incl. the N = 1 GEMV tile) and table lookup (N >= 32 and
+# M >= 16 on AVX-512, M >= 8 on AVX2; rows, k and weight rows past whole tables included).
 SHAPES = [(1, 1, 1), (1, 9, 33), (2, 3, 31), (5, 7, 64), (13, 17, 100), (4, 6, 527),
-          (29, 45, 1000), (9, 13, 4111), (37, 1, 300), (40, 20, 129), (64, 33, 200)]
+          (29, 45, 1000), (9, 13, 4111), (37, 1, 300), (40, 20, 129), (64, 33, 200),
+          (8, 32, 5), (15, 70, 4111), (9, 33, 128)]
 
 
 def reference(x: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
