@@ -131,37 +131,68 @@ inline void tile_avx512(const BwnProblem<float>& p, int64_t m0, int m_count, int
   for (int i = 0; i < m_count; ++i) tile_avx512_rows<1, kAvx512NR>(p, m0 + i, 1, n0, n_count);
 }
 
+// The scalar frame of a table-lookup block of `Lanes` rows [m0, m0 + Lanes) and columns
+// [n_begin, n_end), shared by the AVX-512 (16 lanes) and AVX2 (8 lanes) kernels.
+template <int Lanes>
+struct LutFrame {
+  int rows;
+  int64_t k_pad, cols;
+  float *xt, *table, *pos;  // x transposed, the tables, the running sums: Lanes-float aligned
+  const float* row_ptrs[Lanes];
+  const int64_t* chunks;
+
+  LutFrame(const BwnProblem<float>& p, int64_t m0, int64_t n_begin, int64_t n_end, int block_k,
+           int groups) {
+    rows = static_cast<int>(std::min<int64_t>(Lanes, p.m - m0));
+    k_pad = (p.k + block_k - 1) / block_k * block_k;
+    cols = n_end - n_begin;
+    static thread_local std::vector<float> scratch;  // per thread, reused by every block
+    const int64_t floats = Lanes * (k_pad + 16 * groups + cols) + Lanes;
+    if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
+    const auto misalign = static_cast<int64_t>(reinterpret_cast<uintptr_t>(scratch.data()) / 4);
+    xt = scratch.data() + (Lanes - misalign % Lanes) % Lanes;
+    table = xt + Lanes * k_pad;
+    pos = table + Lanes * 16 * groups;
+    std::fill(pos, pos + Lanes * cols, 0.0f);
+    for (int r = 0; r < rows; ++r) {
+      row_ptrs[r] = p.conv ? p.conv->row_base(p.x, m0 + r) : p.x + (m0 + r) * p.k;
+    }
+    chunks = p.conv ? p.conv->chunk_offsets : nullptr;
+  }
+
+  // The outputs from the lane sums: 2 * (sum where the bit is set) - sum_k x, or signed_sum
+  // where twice the sum could overflow.
+  void store(const BwnProblem<float>& p, int64_t m0, int64_t n_begin, const float* totals,
+             const float* abs_totals) const {
+    for (int64_t n = n_begin; n < n_begin + cols; ++n) {
+      const float* lanes = pos + Lanes * (n - n_begin);
+      for (int r = 0; r < rows; ++r) {
+        p.out[(m0 + r) * p.n + n] =
+            twice_sum_is_safe(abs_totals[r])
+                ? epilogue(p.alpha[n], 2.0f * lanes[r] - totals[r])
+                : signed_sum(row_ptrs[r], chunks, p.w + n * p.words, p.k, p.alpha[n]);
+      }
+    }
+  }
+};
+
 // Table-lookup path (bwn_gemm_lut.h) for 16 rows [m0, m0 + 16) and columns [n_begin, n_end).
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET)
 inline void lut_block(const BwnProblem<float>& p, int64_t m0, int64_t n_begin, int64_t n_end) {
-  const int rows = static_cast<int>(std::min<int64_t>(lut::kRows, p.m - m0));
-  const int64_t k_pad = (p.k + lut::kBlockK - 1) / lut::kBlockK * lut::kBlockK;
-  // Per-thread scratch, 64-byte aligned: x transposed, the tables, and the running sums.
-  static thread_local std::vector<float> scratch;
-  const int64_t cols = n_end - n_begin;
-  const int64_t floats = 16 * (k_pad + 16 * lut::kGroups + cols) + 16;
-  if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
-  float* xt = scratch.data() + (16 - (reinterpret_cast<uintptr_t>(scratch.data()) / 4) % 16) % 16;
-  float* table = xt + 16 * k_pad;
-  float* pos = table + 16 * 16 * lut::kGroups;
-  std::fill(pos, pos + 16 * cols, 0.0f);
-  const float* row_ptrs[lut::kRows];
-  for (int r = 0; r < rows; ++r) {
-    row_ptrs[r] = p.conv ? p.conv->row_base(p.x, m0 + r) : p.x + (m0 + r) * p.k;
-  }
-  const int64_t* chunks = p.conv ? p.conv->chunk_offsets : nullptr;
+  LutFrame<lut::kRows> f(p, m0, n_begin, n_end, lut::kBlockK, lut::kGroups);
   __m512 abs_total;
-  const __m512 total = lut::transpose_rows(row_ptrs, rows, chunks, p.k, k_pad, xt, &abs_total);
-  for (int64_t kb = 0; kb < k_pad / lut::kBlockK; ++kb) {
-    lut::build_tables(xt + 16 * kb * lut::kBlockK, table);
+  const __m512 total =
+      lut::transpose_rows(f.row_ptrs, f.rows, f.chunks, p.k, f.k_pad, f.xt, &abs_total);
+  for (int64_t kb = 0; kb < f.k_pad / lut::kBlockK; ++kb) {
+    lut::build_tables(f.xt + 16 * kb * lut::kBlockK, f.table);
     for (int64_t n = n_begin; n < n_end; n += lut::kCols) {
       const int count = static_cast<int>(std::min<int64_t>(lut::kCols, n_end - n));
       const auto wr = tile_rows<uint32_t, lut::kCols>(p.w, n, count, p.words);
       __m512 acc[lut::kCols];
       for (auto& a : acc) a = _mm512_setzero_ps();
-      lut::accumulate_block(table, wr.data(), kb * (lut::kBlockK / 32), p.words, acc);
+      lut::accumulate_block(f.table, wr.data(), kb * (lut::kBlockK / 32), p.words, acc);
       for (int j = 0; j < count; ++j) {
-        float* dst = pos + 16 * (n - n_begin + j);
+        float* dst = f.pos + 16 * (n - n_begin + j);
         _mm512_store_ps(dst, _mm512_add_ps(_mm512_load_ps(dst), acc[j]));
       }
     }
@@ -170,15 +201,7 @@ inline void lut_block(const BwnProblem<float>& p, int64_t m0, int64_t n_begin, i
   alignas(64) float abs_totals[lut::kRows];
   _mm512_store_ps(totals, total);
   _mm512_store_ps(abs_totals, abs_total);
-  for (int64_t n = n_begin; n < n_end; ++n) {
-    const float* lanes = pos + 16 * (n - n_begin);
-    for (int r = 0; r < rows; ++r) {
-      p.out[(m0 + r) * p.n + n] =
-          twice_sum_is_safe(abs_totals[r])
-              ? epilogue(p.alpha[n], 2.0f * lanes[r] - totals[r])
-              : signed_sum(row_ptrs[r], chunks, p.w + n * p.words, p.k, p.alpha[n]);
-    }
-  }
+  f.store(p, m0, n_begin, totals, abs_totals);
 }
 
 // The AVX2 table-lookup path (bwn_gemm_lut_avx2.h): lut_block with 8 rows a table.
@@ -186,33 +209,20 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
 inline void lut_block_avx2(const BwnProblem<float>& p, int64_t m0, int64_t n_begin,
                            int64_t n_end) {
   namespace L = lut_avx2;
-  const int rows = static_cast<int>(std::min<int64_t>(L::kRows, p.m - m0));
-  const int64_t k_pad = (p.k + L::kBlockK - 1) / L::kBlockK * L::kBlockK;
-  static thread_local std::vector<float> scratch;
-  const int64_t cols = n_end - n_begin;
-  const int64_t floats = 8 * (k_pad + 16 * L::kGroups + cols) + 8;
-  if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
-  float* xt = scratch.data() + (8 - (reinterpret_cast<uintptr_t>(scratch.data()) / 4) % 8) % 8;
-  float* table = xt + 8 * k_pad;
-  float* pos = table + 8 * 16 * L::kGroups;
-  std::fill(pos, pos + 8 * cols, 0.0f);
-  const float* row_ptrs[L::kRows];
-  for (int r = 0; r < rows; ++r) {
-    row_ptrs[r] = p.conv ? p.conv->row_base(p.x, m0 + r) : p.x + (m0 + r) * p.k;
-  }
-  const int64_t* chunks = p.conv ? p.conv->chunk_offsets : nullptr;
+  LutFrame<L::kRows> f(p, m0, n_begin, n_end, L::kBlockK, L::kGroups);
   __m256 abs_total;
-  const __m256 total = L::transpose_rows(row_ptrs, rows, chunks, p.k, k_pad, xt, &abs_total);
-  for (int64_t kb = 0; kb < k_pad / L::kBlockK; ++kb) {
-    L::build_tables(xt + 8 * kb * L::kBlockK, table);
+  const __m256 total =
+      L::transpose_rows(f.row_ptrs, f.rows, f.chunks, p.k, f.k_pad, f.xt, &abs_total);
+  for (int64_t kb = 0; kb < f.k_pad / L::kBlockK; ++kb) {
+    L::build_tables(f.xt + 8 * kb * L::kBlockK, f.table);
     for (int64_t n = n_begin; n < n_end; n += L::kCols) {
       const int count = static_cast<int>(std::min<int64_t>(L::kCols, n_end - n));
       const auto wr = tile_rows<uint32_t, L::kCols>(p.w, n, count, p.words);
       __m256 acc[L::kCols];
       for (auto& a : acc) a = _mm256_setzero_ps();
-      L::accumulate_block(table, wr.data(), kb * (L::kBlockK / 32), p.words, acc);
+      L::accumulate_block(f.table, wr.data(), kb * (L::kBlockK / 32), p.words, acc);
       for (int j = 0; j < count; ++j) {
-        float* dst = pos + 8 * (n - n_begin + j);
+        float* dst = f.pos + 8 * (n - n_begin + j);
         _mm256_store_ps(dst, _mm256_add_ps(_mm256_load_ps(dst), acc[j]));
       }
     }
@@ -221,15 +231,7 @@ inline void lut_block_avx2(const BwnProblem<float>& p, int64_t m0, int64_t n_beg
   alignas(32) float abs_totals[L::kRows];
   _mm256_store_ps(totals, total);
   _mm256_store_ps(abs_totals, abs_total);
-  for (int64_t n = n_begin; n < n_end; ++n) {
-    const float* lanes = pos + 8 * (n - n_begin);
-    for (int r = 0; r < rows; ++r) {
-      p.out[(m0 + r) * p.n + n] =
-          twice_sum_is_safe(abs_totals[r])
-              ? epilogue(p.alpha[n], 2.0f * lanes[r] - totals[r])
-              : signed_sum(row_ptrs[r], chunks, p.w + n * p.words, p.k, p.alpha[n]);
-    }
-  }
+  f.store(p, m0, n_begin, totals, abs_totals);
 }
 
 // Blocks of `rows` rows of x (one table each) times column ranges, over the threads.
