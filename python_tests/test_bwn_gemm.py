@@ -5,11 +5,14 @@ from emokernels import ops
 
 from .conftest import signs
 
-# Row tiles (M < 16, or N < 32, incl. the N = 1 GEMV tile) and table lookup (N >= 32 and
-# M >= 16 on AVX-512, M >= 8 on AVX2; rows, k and weight rows past whole tables included).
+# Row tiles (M < 16, or N < 32, incl. the N = 1 GEMV tile), table lookup (N >= 32 and
+# M >= 16 on AVX-512, M >= 8 on AVX2; rows, k and weight rows past whole tables included) and
+# AVX2's tables of each row (M < 8, N >= 8; weight rows past a pass of 32, words past a load of
+# 8, k past a group of 3).
 SHAPES = [(1, 1, 1), (1, 9, 33), (2, 3, 31), (5, 7, 64), (13, 17, 100), (4, 6, 527),
           (29, 45, 1000), (9, 13, 4111), (37, 1, 300), (40, 20, 129), (64, 33, 200),
-          (8, 32, 5), (15, 70, 4111), (9, 33, 128)]
+          (8, 32, 5), (15, 70, 4111), (9, 33, 128), (1, 8, 1), (1, 70, 4111), (3, 32, 256),
+          (7, 41, 290), (2, 100, 2049)]
 
 
 def reference(x: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -42,8 +45,9 @@ def test_bfloat16_matches_reference(isa, m, n, k):
     assert (err <= ref.abs() * 2**-8 + tolerance(x.float(), alpha, 1e-6)).all()
 
 
-def test_garbage_bits_past_k_are_ignored(isa):
-    x, w, alpha = torch.randn(5, 45), torch.randn(6, 45), torch.rand(6)
+@pytest.mark.parametrize("m, n", [(5, 6), (1, 40), (9, 40)])
+def test_garbage_bits_past_k_are_ignored(isa, m, n):
+    x, w, alpha = torch.randn(m, 45), torch.randn(n, 45), torch.rand(n)
     bits = ops.pack_bits(w)
     bits[:, -1] |= ~((1 << 13) - 1)
     err = (ops.bwn_gemm(x, bits, alpha, 45).double() - reference(x, w, alpha)).abs()

@@ -31,14 +31,17 @@ ALL_FEATURES = {
     ("bwn_conv2d", "float32", 16, 64, 24): "avx512-table",
     ("bwn_conv2d", "float32", 8, 64, 32): "avx512-rows",
     ("bwn_gemm", "float32", 7, 64, 1): "avx512-rows",
+    ("bwn_gemm", "float32", 1, 7, 1): "avx512-rows",
     ("hashed_linear", "float32", 1, 1, 1): "avx512f",
     ("hashed_linear_backward", "float32", 1, 1, 1): "avx512f",
     ("hashed_linear", "float32", 1, 16, 1): "block-runs",  # n: the block
 }
 
 # Float32 BWN cases that take AVX2's 8-row tables (8+ rows of x; 32+ weight rows, or an image
-# whose channels are a multiple of 16).
+# whose channels are a multiple of 16), or its tables of each row (fewer rows, 8+ weight rows).
 AVX2_TABLES = {
+    ("bwn_gemm", "float32", 1, 4096, 1): "avx2-row-tables",
+    ("bwn_gemm", "float32", 7, 64, 1): "avx2-row-tables",
     ("bwn_gemm", "float32", 15, 4096, 1): "avx2-table",
     ("bwn_gemm", "float32", 16, 32, 1): "avx2-table",
     ("bwn_conv2d", "float32", 16, 8, 32): "avx2-table-implicit-im2col",

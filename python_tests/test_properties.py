@@ -555,7 +555,8 @@ def bwn_weights(draw, shape) -> tuple:
 @property_settings(100)
 @given(data=st.data())
 def test_bwn_gemm_matches_reference(data):
-    # Small M / N = 1 for the row tiles; M >= 16 with N >= 32 for the AVX-512 table path.
+    # Small M / N = 1 for the row tiles (and AVX2's tables of each row once N >= 8); M >= 16
+    # with N >= 32 for the table paths.
     m = data.draw(st.one_of(st.integers(1, 5), st.integers(16, 40)))
     n = data.draw(st.one_of(st.just(1), st.integers(1, 8), st.integers(32, 48)))
     k = data.draw(K)
@@ -597,7 +598,8 @@ def test_bwn_conv2d_matches_reference(data):
 # ---------------------------------------------------------------------------- 3. regressions
 
 
-@pytest.mark.parametrize("m, n", [(1, 1), (16, 40)], ids=["row_tile", "table"])
+@pytest.mark.parametrize("m, n", [(1, 1), (3, 40), (16, 40)],
+                         ids=["row_tile", "row_tables", "table"])
 def test_inf_in_a_row_stays_inf_on_every_path(m, n):
     """One +inf among ones: the AVX-512 table path once computed 2 * sum - sum|x| = NaN."""
     x = torch.ones(m, 40)

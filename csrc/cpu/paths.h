@@ -48,6 +48,7 @@ enum class BwnPath {
   Rows512,
   Avx2Table,
   Avx2TableImplicit,
+  Avx2RowTables,
   Avx2,
   Portable,
   Bf16Avx512
@@ -59,6 +60,9 @@ enum class BwnInput { Float32, BFloat16, Float16 };
 constexpr int64_t kTableMinRows = 16;
 constexpr int64_t kAvx2TableMinRows = 8;  // the AVX2 tables hold 8 rows
 constexpr int64_t kTableMinCols = 32;
+// Fewer rows of x than a table holds: AVX2 tabulates each row's own 3-k sums, a lane per weight
+// row, once 8 weight rows fill the lanes.
+constexpr int64_t kRowTablesMinCols = 8;
 
 // bwn_gemm / bwn_conv2d with m rows of x (output pixels) and n weight rows. implicit_ok: x is
 // a float32 image whose channels are a multiple of 16, which the table path reads in place.
@@ -76,6 +80,7 @@ inline BwnPath bwn_path(BwnInput input, int64_t m, int64_t n, bool implicit_ok) 
   if (!cpu_can_run(kAvx2Features)) return BwnPath::Portable;
   if (m >= kAvx2TableMinRows && implicit_ok) return BwnPath::Avx2TableImplicit;
   if (m >= kAvx2TableMinRows && n >= kTableMinCols) return BwnPath::Avx2Table;
+  if (m < kAvx2TableMinRows && n >= kRowTablesMinCols) return BwnPath::Avx2RowTables;
   return BwnPath::Avx2;
 }
 
@@ -91,6 +96,8 @@ inline const char* path_name(BwnPath p) {
       return "avx2-table";
     case BwnPath::Avx2TableImplicit:
       return "avx2-table-implicit-im2col";
+    case BwnPath::Avx2RowTables:
+      return "avx2-row-tables";
     case BwnPath::Avx2:
       return "avx2";
     case BwnPath::Bf16Avx512:

@@ -8,14 +8,6 @@
 #include "popcount_simd.h"
 #include "simd.h"
 
-// Tells the compiler a register changed (no instruction is emitted), so a step that uses it
-// cannot be hoisted out of the loop. The emulated build's vectors are structs in memory.
-#ifdef EMOKERNELS_EMULATE_SIMD
-#define EMOKERNELS_OPAQUE(v, reg) __asm__ volatile("" : "+m"(v))
-#else
-#define EMOKERNELS_OPAQUE(v, reg) __asm__ volatile("" : "+" reg(v))
-#endif
-
 namespace emokernels {
 namespace roof {
 

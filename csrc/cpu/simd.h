@@ -22,6 +22,14 @@
 
 #define EMOKERNELS_ALWAYS_INLINE __attribute__((always_inline)) inline
 
+// Tells the compiler a register changed (no instruction is emitted), so work that uses it
+// cannot be hoisted above this point. The emulated build's vectors are structs in memory.
+#ifdef EMOKERNELS_EMULATE_SIMD
+#define EMOKERNELS_OPAQUE(v, reg) __asm__ volatile("" : "+m"(v))
+#else
+#define EMOKERNELS_OPAQUE(v, reg) __asm__ volatile("" : "+" reg(v))
+#endif
+
 // Each path's compile target, and beside it the same features as run-time bits: a path runs
 // only where cpu_can_run(its features) holds.
 #define EMOKERNELS_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,bmi2"
