@@ -13,7 +13,7 @@
 #include "../core/bwn/bwn_problem.h"
 #include "bwn_gemm_lut.h"
 #include "bwn_gemm_lut_avx2.h"
-#include "bwn_row_tables_avx2.h"
+#include "bwn_row_tables.h"
 #include "paths.h"
 #include "simd.h"
 #include "tiling.h"
@@ -253,27 +253,6 @@ void run_lut(const BwnProblem<float>& p) {
   });
 }
 
-// A few rows of x (bwn_row_tables_avx2.h): each row's tables built once, then blocks of 32
-// weight rows over the threads, every row of x per block while its weights are in cache.
-inline void run_row_tables_avx2(const BwnProblem<float>& p) {
-  namespace R = row_tables_avx2;
-  const int64_t per_row = R::kLanes * R::kGroups * p.words;
-  std::vector<float> tables(per_row * p.m), abs_totals(p.m);
-  for (int64_t r = 0; r < p.m; ++r) {
-    abs_totals[r] = R::build_tables(p.x + r * p.k, p.k, p.words, tables.data() + r * per_row);
-  }
-  const int64_t blocks = (p.n + R::kRowsPerPass - 1) / R::kRowsPerPass;
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const int64_t n0 = b * R::kRowsPerPass;
-      const int count = static_cast<int>(std::min<int64_t>(R::kRowsPerPass, p.n - n0));
-      for (int64_t r = 0; r < p.m; ++r) {
-        R::row_block(p, r, tables.data() + r * per_row, abs_totals[r], n0, count);
-      }
-    }
-  });
-}
-
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET)
 inline void row_sums_rows(const float* x, float* out, int64_t begin, int64_t end, int64_t k) {
   for (int64_t r = begin; r < end; ++r) {
@@ -371,8 +350,10 @@ inline void run_bwn(BwnProblem<float> p, BwnPath path, float* row_sums) {
     case BwnPath::Rows512:
       row_sums_avx512(p.x, row_sums, p.m, p.k);
       return run(p, kAvx512MR, kAvx512NR, tile_avx512);
+    case BwnPath::RowTables512:
+      return bwn_row_tables::avx512::run(p);
     case BwnPath::Avx2RowTables:
-      return run_row_tables_avx2(p);
+      return bwn_row_tables::avx2::run(p);
     case BwnPath::Avx2:
       return run(p, kAvx2MR, kAvx2NR, tile_avx2);
     default:

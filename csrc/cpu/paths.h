@@ -46,6 +46,7 @@ enum class BwnPath {
   Table,
   TableImplicit,
   Rows512,
+  RowTables512,
   Avx2Table,
   Avx2TableImplicit,
   Avx2RowTables,
@@ -60,9 +61,11 @@ enum class BwnInput { Float32, BFloat16, Float16 };
 constexpr int64_t kTableMinRows = 16;
 constexpr int64_t kAvx2TableMinRows = 8;  // the AVX2 tables hold 8 rows
 constexpr int64_t kTableMinCols = 32;
-// Fewer rows of x than a table holds: AVX2 tabulates each row's own 3-k sums, a lane per weight
-// row, once 8 weight rows fill the lanes.
-constexpr int64_t kRowTablesMinCols = 8;
+// Fewer than 8 rows of x (batch-1 fully connected layers): each row's own tables, a lane per
+// weight row (bwn_row_tables.h), once the weight rows fill a vector's lanes.
+constexpr int64_t kRowTablesMaxRows = 7;
+constexpr int64_t kRowTablesMinCols512 = 16;
+constexpr int64_t kRowTablesMinColsAvx2 = 8;
 
 // bwn_gemm / bwn_conv2d with m rows of x (output pixels) and n weight rows. implicit_ok: x is
 // a float32 image whose channels are a multiple of 16, which the table path reads in place.
@@ -75,12 +78,13 @@ inline BwnPath bwn_path(BwnInput input, int64_t m, int64_t n, bool implicit_ok) 
   if (cpu_can_run(kAvx512FloatFeatures)) {
     if (m >= kTableMinRows && implicit_ok) return BwnPath::TableImplicit;
     if (m >= kTableMinRows && n >= kTableMinCols) return BwnPath::Table;
+    if (m <= kRowTablesMaxRows && n >= kRowTablesMinCols512) return BwnPath::RowTables512;
     return BwnPath::Rows512;
   }
   if (!cpu_can_run(kAvx2Features)) return BwnPath::Portable;
   if (m >= kAvx2TableMinRows && implicit_ok) return BwnPath::Avx2TableImplicit;
   if (m >= kAvx2TableMinRows && n >= kTableMinCols) return BwnPath::Avx2Table;
-  if (m < kAvx2TableMinRows && n >= kRowTablesMinCols) return BwnPath::Avx2RowTables;
+  if (m <= kRowTablesMaxRows && n >= kRowTablesMinColsAvx2) return BwnPath::Avx2RowTables;
   return BwnPath::Avx2;
 }
 
@@ -92,6 +96,8 @@ inline const char* path_name(BwnPath p) {
       return "avx512-table-implicit-im2col";
     case BwnPath::Rows512:
       return "avx512-rows";
+    case BwnPath::RowTables512:
+      return "avx512-row-tables";
     case BwnPath::Avx2Table:
       return "avx2-table";
     case BwnPath::Avx2TableImplicit:
