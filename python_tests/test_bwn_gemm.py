@@ -54,8 +54,9 @@ def test_garbage_bits_past_k_are_ignored(isa, m, n):
     assert (err <= tolerance(x, alpha, 1e-6)).all()
 
 
-def test_same_result_for_any_thread_count(isa):
-    x, bits, alpha = torch.randn(37, 700), ops.pack_bits(torch.randn(50, 700)), torch.rand(50)
+@pytest.mark.parametrize("m, n", [(37, 50), (3, 200)])
+def test_same_result_for_any_thread_count(isa, m, n):
+    x, bits, alpha = torch.randn(m, 700), ops.pack_bits(torch.randn(n, 700)), torch.rand(n)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
