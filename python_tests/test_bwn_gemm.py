@@ -7,8 +7,8 @@ from .conftest import signs
 
 # Row tiles (M < 16, or N < 32, incl. the N = 1 GEMV tile), table lookup (N >= 32 and
 # M >= 16 on AVX-512, M >= 8 on AVX2; rows, k and weight rows past whole tables included) and
-# AVX2's tables of each row (M < 8, N >= 8; weight rows past a pass of 32, words past a load of
-# 8, k past a group of 3).
+# the tables of each row (M < 8 and N >= 8 on AVX2 / N >= 16 on AVX-512; weight rows past a
+# pass of 32 / 64, words past a load of 8 / 16, k past a group of 3 / 4).
 SHAPES = [(1, 1, 1), (1, 9, 33), (2, 3, 31), (5, 7, 64), (13, 17, 100), (4, 6, 527),
           (29, 45, 1000), (9, 13, 4111), (37, 1, 300), (40, 20, 129), (64, 33, 200),
           (8, 32, 5), (15, 70, 4111), (9, 33, 128), (1, 8, 1), (1, 70, 4111), (3, 32, 256),

@@ -555,8 +555,8 @@ def bwn_weights(draw, shape) -> tuple:
 @property_settings(100)
 @given(data=st.data())
 def test_bwn_gemm_matches_reference(data):
-    # Small M / N = 1 for the row tiles (and AVX2's tables of each row once N >= 8); M >= 16
-    # with N >= 32 for the table paths.
+    # Small M / N = 1 for the row tiles (the tables of each row once N >= 8 on AVX2, N >= 16
+    # on AVX-512); M >= 16 with N >= 32 for the table paths.
     m = data.draw(st.one_of(st.integers(1, 5), st.integers(16, 40)))
     n = data.draw(st.one_of(st.just(1), st.integers(1, 8), st.integers(32, 48)))
     k = data.draw(K)

@@ -56,8 +56,8 @@ enum class BwnPath {
 };
 enum class BwnInput { Float32, BFloat16, Float16 };
 
-// Table lookup pays off once 16 rows of x share tables across many weight rows; with few
-// (a binary-input GEMV) the row tiles win.
+// Table lookup pays off once 16 rows of x share tables across many weight rows; with fewer,
+// the row tiles, or (up to 7 rows) each row's own tables below.
 constexpr int64_t kTableMinRows = 16;
 constexpr int64_t kAvx2TableMinRows = 8;  // the AVX2 tables hold 8 rows
 constexpr int64_t kTableMinCols = 32;
