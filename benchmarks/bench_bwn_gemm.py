@@ -1,7 +1,8 @@
 """bwn_gemm (float activations x packed binary weights) versus torch.matmul with float weights.
 
 float32: against x @ W.T in float32 ("% roof": its FLOP/s over the CPU's measured float32 FMA
-roof; "bwn % roof": bwn_gemm's multiply-adds, counted as 2 FLOPs each, over the same roof);
+roof; "bwn % roof": bwn_gemm's multiply-adds, counted as 2 FLOPs each, over the same roof;
+"% lookup": for fewer than 8 rows, its MACs over the roof of its own table step);
 bfloat16: against torch.matmul in bfloat16.
 --device cuda: bwn_gemm with float32, float16 and bfloat16 activations against cuBLAS in the
 same dtype (float32 with TF32 off); "x int8" compares the float16 bwn_gemm with torch._int_mm.
@@ -65,6 +66,8 @@ def measure(label: str, m: int, n: int, k: int) -> dict:
         if tag == "fp32":
             row["fp32_roof_pct"] = roof_percent(2 * m * n * k / t_dense, "fma")
             row["fp32_bwn_roof_pct"] = roof_percent(2 * m * n * k / t_bwn, "fma")
+            if m < 8:  # the tables of each row (on AVX2 / AVX-512)
+                row["fp32_bwn_lookup_pct"] = roof_percent(m * n * k / t_bwn, "lookup")
     row["weight_bytes_dense_fp32"] = n * k * 4
     row["weight_bytes_packed"] = w_bits.numel() * 4 + alpha.numel() * 4
     return row
@@ -99,6 +102,7 @@ COLUMNS = [
     ("shape", "shape", ""), ("fp32_dense_ms", "fp32 ms", ".3f"),
     ("fp32_roof_pct", "% roof", ".0f"), ("fp32_bwn_ms", "bwn ms", ".3f"),
     ("fp32_bwn_gmacs", "bwn GMAC/s", ".0f"), ("fp32_bwn_roof_pct", "bwn % roof", ".0f"),
+    ("fp32_bwn_lookup_pct", "% lookup", ".0f"),
     ("fp32_speedup", "x fp32", ".2f"),
     ("bf16_dense_ms", "bf16 ms", ".3f"), ("bf16_bwn_ms", "bwn16 ms", ".3f"),
     ("bf16_speedup", "x bf16", ".2f"),

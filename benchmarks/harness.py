@@ -60,18 +60,21 @@ def cpu_name() -> str:
 def roofs() -> dict:
     """This CPU's ceilings, measured once a run (the GEMM and convolution benchmarks call it
     before timing anything): binary MACs/s of xnor_gemm's inner step without loads, and float32
-    FLOP/s of vector FMAs, all threads."""
-    popcount, fma = cpu_roof("popcount"), cpu_roof("fma")
+    FLOP/s of vector FMAs, and MACs/s of bwn_gemm's few-rows table step, all threads."""
+    popcount, fma, lookup = cpu_roof("popcount"), cpu_roof("fma"), cpu_roof("lookup")
     return {"popcount_roof_tmacs": popcount.per_second / 1e12, "popcount_roof_loop": popcount.loop,
-            "fma_roof_gflops": fma.per_second / 1e9, "fma_roof_loop": fma.loop}
+            "fma_roof_gflops": fma.per_second / 1e9, "fma_roof_loop": fma.loop,
+            "lookup_roof_gmacs": lookup.per_second / 1e9, "lookup_roof_loop": lookup.loop}
 
 
 def roof_percent(per_second: float, kind: str) -> float:
-    """``per_second`` (binary MACs for "popcount", float32 FLOPs for "fma") as a percentage of
-    this CPU's measured roof of that kind."""
+    """``per_second`` (binary MACs for "popcount", float32 FLOPs for "fma", MACs for "lookup")
+    as a percentage of this CPU's measured roof of that kind."""
     roof = roofs()
     if kind == "popcount":
         return 100 * per_second / (roof["popcount_roof_tmacs"] * 1e12)
+    if kind == "lookup":
+        return 100 * per_second / (roof["lookup_roof_gmacs"] * 1e9)
     return 100 * per_second / (roof["fma_roof_gflops"] * 1e9)
 
 
@@ -190,7 +193,8 @@ def _header(env: dict) -> str:
             f"emokernels {env['emokernels']} ({env['cpu_path']}) | {env['date']}\n"
             f"# roof: popcount {env['popcount_roof_tmacs']:.2f} T binary MAC/s "
             f"({env['popcount_roof_loop']}) | float32 {env['fma_roof_gflops']:.0f} GFLOP/s "
-            f"({env['fma_roof_loop']})")
+            f"({env['fma_roof_loop']}) | lookup {env['lookup_roof_gmacs']:.0f} G MAC/s "
+            f"({env['lookup_roof_loop']})")
 
 
 def report(name: str, title: str, columns: list[tuple[str, str, str]], rows: list[dict],

@@ -9,14 +9,20 @@ from emokernels.roof import cpu_roof
 # add; AVX2's nibble-lookup popcount takes 6 of its own.
 _POPCOUNT_STEP_OPS = {"avx512-vpopcntdq": 3, "avx2": 8, "portable": 3}
 _WIDTH = {"avx512-vpopcntdq": 512, "avx512f": 512, "avx2": 256, "portable": 32}
+# MACs of one step of the lookup loops: lanes x weight bits (portable: one select-add).
+_LOOKUP_MACS = {"avx512-row-tables": 64, "avx2-row-tables": 24, "portable": 8}
 
 
-@pytest.mark.parametrize("kind", ["popcount", "fma"])
+# (op, dtype, m, n) whose path names the loop of each kind.
+_PATH_OF = {"popcount": ("xnor_gemm", "int32", 1, 1), "fma": ("cp_conv2d", "float32", 1, 1),
+            "lookup": ("bwn_gemm", "float32", 1, 4096)}
+
+
+@pytest.mark.parametrize("kind", ["popcount", "fma", "lookup"])
 def test_roof_runs_the_loop_of_the_path_in_force(isa, kind):
     # The loop of the path the kernels take: xnor_gemm's for popcount (AVX-512 needs VPOPCNTDQ),
-    # the float kernels' for FMA (AVX-512F).
-    op = "xnor_gemm" if kind == "popcount" else "cp_conv2d"
-    path = torch.ops.emokernels.cpu_kernel_path(op, "int32" if kind == "popcount" else "float32")
+    # the float kernels' for FMA (AVX-512F), bwn_gemm's batch-1 step for lookup.
+    path = torch.ops.emokernels.cpu_kernel_path(*_PATH_OF[kind])
     roof = cpu_roof(kind, seconds=0.03)
     assert roof.loop.startswith(f"{path}:")
     assert roof.loop.endswith(f" {torch.get_num_threads()} threads")
@@ -24,6 +30,8 @@ def test_roof_runs_the_loop_of_the_path_in_force(isa, kind):
     # the compiler had hoisted, or that it had dropped, would time far above them.
     if kind == "popcount":
         per_cycle = 4 / _POPCOUNT_STEP_OPS[path] * _WIDTH[path]
+    elif kind == "lookup":
+        per_cycle = 4 / 3 * _LOOKUP_MACS[path]  # permute, add, shift
     else:
         per_cycle = 4 * 2 * _WIDTH[path] // 32  # FLOPs of 4 FMAs
     assert math.isfinite(roof.per_second)

@@ -50,6 +50,21 @@ Loop fma_loop() {
           "portable: 8 scalar multiply-add chains"};
 }
 
+Loop lookup_loop() {
+  switch (bwn_path(BwnInput::Float32, 1, 4096, false)) {
+    case BwnPath::RowTables512:
+      return {[](int64_t n) { return static_cast<double>(roof::lookup_avx512(n)); },
+              6.0 * 16 * 4, "avx512-row-tables: 6 chains of vpermps (4-bit entries) + add + shift"};
+    case BwnPath::Avx2RowTables:
+      return {[](int64_t n) { return static_cast<double>(roof::lookup_avx2(n)); }, 6.0 * 8 * 3,
+              "avx2-row-tables: 6 chains of vpermps (3-bit entries) + add + shift"};
+    default:
+      break;
+  }
+  return {[](int64_t n) { return static_cast<double>(roof::lookup_portable(n)); }, 8.0,
+          "portable: 8 scalar sign-select + add chains"};
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -70,12 +85,15 @@ double run_on_threads(const Loop& loop, int64_t iterations, int64_t threads) {
 }  // namespace
 
 std::tuple<double, std::string> cpu_roof(const std::string& kind, double seconds) {
-  TORCH_CHECK(kind == "popcount" || kind == "fma",
-              "cpu_roof: kind must be 'popcount' (binary MACs/s of xnor_gemm's inner step) or "
-              "'fma' (float32 FLOP/s), got '", kind, "'");
+  TORCH_CHECK(kind == "popcount" || kind == "fma" || kind == "lookup",
+              "cpu_roof: kind must be 'popcount' (binary MACs/s of xnor_gemm's inner step), "
+              "'fma' (float32 FLOP/s) or 'lookup' (MACs/s of bwn_gemm's few-rows step), got '",
+              kind, "'");
   TORCH_CHECK(seconds > 0 && seconds <= 60, "cpu_roof: seconds must be in (0, 60], got ",
               seconds);
-  const Loop loop = kind == "popcount" ? popcount_loop() : fma_loop();
+  const Loop loop = kind == "popcount" ? popcount_loop()
+                    : kind == "fma"    ? fma_loop()
+                                       : lookup_loop();
   const int64_t threads = at::get_num_threads();
   // Grow the run until it lasts long enough to time, then size it to `seconds` in all.
   constexpr int64_t kMaxIterations = int64_t{1} << 40;

@@ -132,5 +132,79 @@ inline float fma_portable(int64_t iterations) {
   return sum;
 }
 
+// bwn_gemm's few-rows step (bwn_row_tables.inc) on 6 independent chains: a table permute
+// picked by a weight word's low bits, an add, a shift of the word. Multiply-free MACs done:
+// iterations * 6 * Lanes * Bits (AVX-512: 16 lanes, 4 bits; AVX2: 8 lanes, 3 bits). The
+// chains are named variables: fenced array elements would live on the stack.
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET) EMOKERNELS_ALWAYS_INLINE
+void lookup_step_avx512(__m512& acc, __m512i& bits, __m512 table) {
+  acc = _mm512_add_ps(acc, _mm512_permutexvar_ps(bits, table));
+  bits = _mm512_srli_epi32(bits, 4);
+  EMOKERNELS_OPAQUE(bits, "v");
+}
+
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_FLOAT_TARGET)
+inline float lookup_avx512(int64_t iterations) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+  __m512i b0 = _mm512_set1_epi32(0x12345678), b1 = b0, b2 = b0, b3 = b0, b4 = b0, b5 = b0;
+  __m512 table = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int64_t it = 0; it < iterations; ++it) {
+    EMOKERNELS_OPAQUE(table, "v");
+    lookup_step_avx512(a0, b0, table);
+    lookup_step_avx512(a1, b1, table);
+    lookup_step_avx512(a2, b2, table);
+    lookup_step_avx512(a3, b3, table);
+    lookup_step_avx512(a4, b4, table);
+    lookup_step_avx512(a5, b5, table);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), a2),
+                                            _mm512_add_ps(_mm512_add_ps(a3, a4), a5)));
+}
+
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+void lookup_step_avx2(__m256& acc, __m256i& bits, __m256 table) {
+  acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(table, bits));
+  bits = _mm256_srli_epi32(bits, 3);
+  EMOKERNELS_OPAQUE(bits, "x");
+}
+
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+inline float lookup_avx2(int64_t iterations) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+  __m256i b0 = _mm256_set1_epi32(0x12345678), b1 = b0, b2 = b0, b3 = b0, b4 = b0, b5 = b0;
+  __m256 table = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t it = 0; it < iterations; ++it) {
+    EMOKERNELS_OPAQUE(table, "x");
+    lookup_step_avx2(a0, b0, table);
+    lookup_step_avx2(a1, b1, table);
+    lookup_step_avx2(a2, b2, table);
+    lookup_step_avx2(a3, b3, table);
+    lookup_step_avx2(a4, b4, table);
+    lookup_step_avx2(a5, b5, table);
+  }
+  const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), a2),
+                                   _mm256_add_ps(_mm256_add_ps(a3, a4), a5));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  float total = 0;
+  for (float v : lanes) total += v;
+  return total;
+}
+
+// The portable bwn_gemm step: a sign-selected scalar add on 8 chains. MACs done:
+// iterations * 8.
+inline float lookup_portable(int64_t iterations) {
+  float acc[8] = {};
+  float x = 0.5f;
+  uint32_t bits = 0x12345678u;
+  for (int64_t it = 0; it < iterations; ++it) {
+    EMOKERNELS_OPAQUE(bits, "r");
+    for (int j = 0; j < 8; ++j) acc[j] += (bits >> j) & 1u ? x : -x;
+  }
+  float sum = 0;
+  for (float v : acc) sum += v;
+  return sum;
+}
+
 }  // namespace roof
 }  // namespace emokernels
