@@ -81,6 +81,16 @@ inline int64_t popcount_portable(int64_t iterations) {
   return static_cast<int64_t>(sum);
 }
 
+// The sum of a vector's 8 floats (a value that depends on every lane).
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+inline float sum_lanes_avx2(__m256 v) {
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, v);
+  float total = 0;
+  for (float lane : lanes) total += lane;
+  return total;
+}
+
 // float32 FMA on 24 independent 16-lane accumulators. FLOPs done: iterations * 24 * 32.
 EMOKERNELS_TARGET(EMOKERNELS_AVX512F_TARGET)
 inline float fma_avx512(int64_t iterations) {
@@ -112,11 +122,7 @@ inline float fma_avx2(int64_t iterations) {
   }
   __m256 sum = _mm256_setzero_ps();
   for (auto& v : acc) sum = _mm256_add_ps(sum, v);
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, sum);
-  float total = 0;
-  for (float v : lanes) total += v;
-  return total;
+  return sum_lanes_avx2(sum);
 }
 
 // Scalar float32 multiply-add on 8 accumulators. FLOPs done: iterations * 8 * 2.
@@ -184,11 +190,7 @@ inline float lookup_avx2(int64_t iterations) {
   }
   const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), a2),
                                    _mm256_add_ps(_mm256_add_ps(a3, a4), a5));
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, sum);
-  float total = 0;
-  for (float v : lanes) total += v;
-  return total;
+  return sum_lanes_avx2(sum);
 }
 
 // The portable bwn_gemm step: a sign-selected scalar add on 8 chains. MACs done:
