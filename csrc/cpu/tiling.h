@@ -9,16 +9,16 @@
 
 namespace emokernels {
 
-// Calls tile(m0, m_count, n0, n_count) for every mr x nr tile of an m x n output, in parallel.
-// Work items are (column block, row tile) pairs, column-block-major: one thread's share reuses
-// a block of right-operand rows, sized to stay in L2 (right_row_bytes each), across many row
-// tiles, and the left operand streams through once per block. Each output element is computed
-// by exactly one call, so results do not depend on the thread count. Column blocks are
-// multiples of col_align (a multiple of nr): 32 keeps each word of a bit-packed output in
-// one thread's share.
+// Calls strip(m0, m_count, n_begin, n_end) for every strip of mr rows by a column block of an
+// m x n output, in parallel. Work items are (column block, row tile) pairs, column-block-major:
+// one thread's share reuses a block of right-operand rows, sized to stay in L2
+// (right_row_bytes each), across many row tiles, and the left operand streams through once
+// per block. Each output element is computed by exactly one call, so results do not depend on
+// the thread count. Column blocks are multiples of col_align (a multiple of nr): 32 keeps each
+// word of a bit-packed output in one thread's share.
 template <typename F>
-void parallel_tiles(int64_t m, int64_t n, int64_t mr, int64_t nr, int64_t right_row_bytes,
-                    const F& tile, int64_t col_align = 1) {
+void parallel_strips(int64_t m, int64_t n, int64_t mr, int64_t nr, int64_t right_row_bytes,
+                     const F& strip, int64_t col_align = 1) {
   constexpr int64_t kL2Budget = 512 * 1024;
   const int64_t align = std::max(nr, col_align);
   const int64_t col_block = std::max<int64_t>(1, kL2Budget / (right_row_bytes * align)) * align;
@@ -28,13 +28,25 @@ void parallel_tiles(int64_t m, int64_t n, int64_t mr, int64_t nr, int64_t right_
     for (int64_t t = begin; t < end; ++t) {
       const int64_t m0 = (t % row_tiles) * mr;
       const int64_t n_begin = (t / row_tiles) * col_block;
-      const int64_t n_end = std::min(n, n_begin + col_block);
-      const int m_count = static_cast<int>(std::min(mr, m - m0));
-      for (int64_t n0 = n_begin; n0 < n_end; n0 += nr) {
-        tile(m0, m_count, n0, static_cast<int>(std::min(nr, n_end - n0)));
-      }
+      strip(m0, static_cast<int>(std::min(mr, m - m0)), n_begin,
+            std::min(n, n_begin + col_block));
     }
   });
+}
+
+// Calls tile(m0, m_count, n0, n_count) for every mr x nr tile of an m x n output, in parallel,
+// a strip (parallel_strips) at a time.
+template <typename F>
+void parallel_tiles(int64_t m, int64_t n, int64_t mr, int64_t nr, int64_t right_row_bytes,
+                    const F& tile, int64_t col_align = 1) {
+  parallel_strips(
+      m, n, mr, nr, right_row_bytes,
+      [&](int64_t m0, int m_count, int64_t n_begin, int64_t n_end) {
+        for (int64_t n0 = n_begin; n0 < n_end; n0 += nr) {
+          tile(m0, m_count, n0, static_cast<int>(std::min(nr, n_end - n0)));
+        }
+      },
+      col_align);
 }
 
 // Row pointers of a tile. Rows past `count` repeat the first row so inner loops never branch;
