@@ -5,8 +5,12 @@ from emokernels import ops
 
 from .conftest import signs
 
+# 16+ rows take AVX2's nibble-split rows: row and column tails, one chunk, several passes of
+# byte sums (k > 7936), several column blocks of different widths (k = 9000 gives 224-column
+# blocks of split rows).
 SHAPES = [(1, 1, 1), (1, 9, 33), (2, 3, 31), (5, 7, 64), (13, 17, 100), (3, 8, 512), (4, 8, 527),
-          (29, 45, 1000), (64, 40, 2304), (7, 70, 4111)]
+          (29, 45, 1000), (64, 40, 2304), (7, 70, 4111), (16, 3, 17), (17, 5, 256),
+          (35, 130, 9000), (18, 501, 9000)]
 
 
 def reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -23,7 +27,7 @@ def test_matches_reference(isa, m, n, k):
 
 # Tails of every length: 1..8 words past the last whole 8-word chunk, 1..16 past 16 words.
 @pytest.mark.parametrize("k", [1, 17, 40, 95, 150, 180, 200, 543, 1000])
-@pytest.mark.parametrize("m", [1, 2, 6])
+@pytest.mark.parametrize("m", [1, 2, 6, 17])
 def test_bits_past_k_are_ignored(isa, m, k):
     a, b = torch.randn(m, k), torch.randn(10, k)
     a_bits, b_bits = ops.pack_bits(a), ops.pack_bits(b)
@@ -35,12 +39,13 @@ def test_bits_past_k_are_ignored(isa, m, k):
 
 
 @pytest.mark.parametrize("k", [8 * 32 * 31 + 32, 3 * 8 * 32 * 31 + 100])
-def test_long_rows_of_nearly_opposite_signs(isa, k):
+@pytest.mark.parametrize("m", [5, 19])
+def test_long_rows_of_nearly_opposite_signs(isa, k, m):
     # Rows that differ in almost every bit: counts summed in narrow (byte) accumulators over
     # many chunks would wrap; the kernels must widen them in time.
-    a = torch.randn(5, k)
+    a = torch.randn(m, k)
     b = torch.cat([-a, a[:1]])
-    b[1:, ::97] = torch.randn(5, len(range(0, k, 97)))  # row 0 stays exactly opposite
+    b[1:, ::97] = torch.randn(m, len(range(0, k, 97)))  # row 0 stays exactly opposite
     assert torch.equal(ops.xnor_gemm(ops.pack_bits(a), ops.pack_bits(b), k), reference(a, b))
 
 

@@ -30,7 +30,7 @@ def random_bounds(n: int, k: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (2, 31, 33), (3, 32, 64), (7, 33, 100),
-                                     (12, 70, 2304), (5, 257, 96)])
+                                     (12, 70, 2304), (5, 257, 96), (21, 77, 500)])
 @pytest.mark.parametrize("rows", [None, 1, "m"])
 def test_matches_reference(isa, m, n, k, rows):
     rows = m if rows == "m" else rows
@@ -48,7 +48,7 @@ def test_narrow_column_blocks(isa):
     # share a word is guaranteed by the blocks' alignment to 32 columns, not by this test.)
     torch.manual_seed(0)
     k, n = 40000, 200
-    a, b = torch.randn(9, k), torch.randn(n, k)
+    a, b = torch.randn(17, k), torch.randn(n, k)
     bounds = random_bounds(n, k // 8)
     want = reference(a, b, bounds)
     for _ in range(3):

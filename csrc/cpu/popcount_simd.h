@@ -25,16 +25,32 @@ inline __m512i reduce8_epi64(const __m512i* v) {
                           _mm512_shuffle_i64x2(u[0], u[1], 0xDD));
 }
 
-// Per-byte popcount of a 256-bit vector by the nibble lookup (AVX2 has no vpopcnt): each byte
-// of the result is 0..8, so 31 of them can be summed bytewise before any byte overflows.
+// Per-byte popcount of a 256-bit vector split into its nibbles (lo: the low nibble of each
+// byte, hi: the high one, each 0..15) by table lookup (AVX2 has no vpopcnt): each byte of the
+// result is 0..8, so 31 of them can be summed bytewise before any byte overflows.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
-__m256i popcount_bytes_avx2(__m256i v) {
+__m256i popcount_nibbles_avx2(__m256i lo, __m256i hi) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
                                        2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-  const __m256i nibble = _mm256_set1_epi8(0x0f);
-  const __m256i lo = _mm256_and_si256(v, nibble);
-  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
   return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+// acc + popcount_nibbles_avx2(lo, hi), each count added to acc in turn: GCC then updates the
+// accumulator's register in place instead of copying a new sum into it.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+__m256i add_popcount_nibbles_avx2(__m256i acc, __m256i lo, __m256i hi) {
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
+                                       2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  return _mm256_add_epi8(_mm256_add_epi8(acc, _mm256_shuffle_epi8(lut, lo)),
+                         _mm256_shuffle_epi8(lut, hi));
+}
+
+// Per-byte popcount of a 256-bit vector (popcount_nibbles_avx2 after the split).
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+__m256i popcount_bytes_avx2(__m256i v) {
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  return popcount_nibbles_avx2(_mm256_and_si256(v, nibble),
+                               _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
 }
 
 constexpr int kMaxByteSums = 31;  // of popcount_bytes_avx2 results: 31 * 8 <= 255

@@ -39,22 +39,29 @@ inline int64_t popcount_avx512(int64_t iterations) {
   return total;
 }
 
-// xnor_gemm's AVX2 step: a 2 x 4 tile of XOR + nibble-lookup popcount + bytewise add, 256 bits
-// per pair (the kernel's rare widening of the byte sums is left out).
-// Binary MACs done: iterations * 8 * 256.
+// xnor_gemm's AVX2 step on rows split into nibbles (the kernel's for 16+ rows): a 2 x 4 tile
+// of two XORs + two nibble lookups + two bytewise adds, 256 bits per pair (the kernel's rare
+// widening of the byte sums is left out). Binary MACs done: iterations * 8 * 256.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
 inline int64_t popcount_avx2(int64_t iterations) {
   __m256i acc[2][4];
   for (auto& row : acc)
     for (auto& v : row) v = _mm256_setzero_si256();
-  __m256i va[2] = {_mm256_set1_epi64x(0x0123456789abcdefLL), _mm256_set1_epi64x(-7)};
-  __m256i vb = _mm256_set1_epi64x(0x5555555555555555LL);
+  __m256i lo[2] = {_mm256_set1_epi8(0x0d), _mm256_set1_epi8(0x06)};
+  __m256i hi[2] = {_mm256_set1_epi8(0x03), _mm256_set1_epi8(0x0e)};
+  __m256i blo = _mm256_set1_epi8(0x05), bhi = _mm256_set1_epi8(0x0a);
   for (int64_t it = 0; it < iterations; ++it) {
-    for (auto& v : va) EMOKERNELS_OPAQUE(v, "x");
+    for (int i = 0; i < 2; ++i) {
+      EMOKERNELS_OPAQUE(lo[i], "x");
+      EMOKERNELS_OPAQUE(hi[i], "x");
+    }
     for (int j = 0; j < 4; ++j) {
-      EMOKERNELS_OPAQUE(vb, "x");
-      for (int i = 0; i < 2; ++i)
-        acc[i][j] = _mm256_add_epi8(acc[i][j], popcount_bytes_avx2(_mm256_xor_si256(va[i], vb)));
+      EMOKERNELS_OPAQUE(blo, "x");
+      EMOKERNELS_OPAQUE(bhi, "x");
+      for (int i = 0; i < 2; ++i) {
+        acc[i][j] = add_popcount_nibbles_avx2(acc[i][j], _mm256_xor_si256(lo[i], blo),
+                                              _mm256_xor_si256(hi[i], bhi));
+      }
     }
   }
   __m256i sum = _mm256_setzero_si256();  // wrapped byte sums: a value to keep, not a count

@@ -1,0 +1,92 @@
+// The AVX-512 (VPOPCNTDQ) XNOR-popcount GEMM: 3 x 8 tiles of XOR + VPOPCNTQ + add.
+#pragma once
+
+#include "simd.h"
+
+#include "popcount_simd.h"
+#include "xnor_strip.h"
+
+namespace emokernels {
+namespace xnor {
+
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
+void store_row_avx512(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, __m256i dot,
+                      __mmask8 valid, int n_valid) {
+  if (p.out_bits != nullptr) {
+    alignas(32) int32_t dots[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dots), dot);
+    return store_row(p, m, r, n0, dots, n_valid);
+  }
+  if (p.out_f32 == nullptr) return _mm256_mask_storeu_epi32(p.out_i32 + m * p.n + n0, valid, dot);
+  if (p.offset) {
+    const int32_t* offset = p.offset + r * p.n + n0;
+    dot = _mm256_add_epi32(dot, _mm256_maskz_loadu_epi32(valid, offset));
+  }
+  __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_maskz_loadu_ps(valid, p.scale + n0));
+  if (p.bias) v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(valid, p.bias + n0));
+  _mm256_mask_storeu_ps(p.out_f32 + m * p.n + n0, valid, v);
+}
+
+// 3 x 8 tile: 24 accumulators + 3 A vectors + 1 B vector stay in the 32 zmm registers.
+constexpr int kAvx512MR = 3;
+constexpr int kAvx512NR = 8;
+
+// One 16-word chunk of the 3 x 8 tile; the Tail chunk is loaded under a mask and cleared
+// past k so that garbage beyond k never counts.
+template <bool Tail, int MR>
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
+void xnor_step_avx512(
+    __m512i (&acc)[MR][kAvx512NR], const uint32_t* const* arows,
+    const uint32_t* const* brows, int64_t w, __mmask16 tail_load, __m512i tail_bits) {
+  __m512i va[MR];
+  for (int i = 0; i < MR; ++i) {
+    va[i] = Tail ? _mm512_and_si512(_mm512_maskz_loadu_epi32(tail_load, arows[i] + w), tail_bits)
+                 : _mm512_loadu_si512(arows[i] + w);
+  }
+  for (int j = 0; j < kAvx512NR; ++j) {
+    const __m512i vb =
+        Tail ? _mm512_and_si512(_mm512_maskz_loadu_epi32(tail_load, brows[j] + w), tail_bits)
+             : _mm512_loadu_si512(brows[j] + w);
+    for (int i = 0; i < MR; ++i)
+      acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va[i], vb)));
+  }
+}
+
+// MR: kAvx512MR, or fewer for a problem with fewer rows (a batch-1 or batch-2 layer), which
+// would otherwise compute dropped copies of its rows.
+template <int MR>
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET)
+void strip_avx512(const XnorProblem& p, const uint32_t* const* arows, int64_t m0, int m_valid,
+                  int64_t n_begin, int64_t n_end) {
+  // The last 16-word chunk (1..16 words, holding the last word) is loaded under a mask.
+  const int64_t full = (p.row_words - 1) / 16;
+  const int tail_words = static_cast<int>(p.row_words - 16 * full);
+  const __mmask16 tail_load = static_cast<__mmask16>((1u << tail_words) - 1u);
+  const __m512i tail_bits = _mm512_mask_set1_epi32(
+      _mm512_set1_epi32(-1), static_cast<__mmask16>(1u << (tail_words - 1)),
+      static_cast<int>(p.last_mask));
+  const auto r = offset_rows<MR>(p, m0, m_valid);
+  const __m512i k_vec = _mm512_set1_epi64(p.k);
+
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kAvx512NR) {
+    const int n_valid = static_cast<int>(std::min<int64_t>(kAvx512NR, n_end - n0));
+    const auto brows = tile_rows<uint32_t, kAvx512NR>(p.b, n0, n_valid, p.row_words);
+    __m512i acc[MR][kAvx512NR];
+    for (auto& row : acc)
+      for (auto& v : row) v = _mm512_setzero_si512();
+    for (int64_t c = 0; c < full; ++c)
+      xnor_step_avx512<false, MR>(acc, arows, brows.data(), 16 * c, 0, tail_bits);
+    xnor_step_avx512<true, MR>(acc, arows, brows.data(), 16 * full, tail_load, tail_bits);
+
+    const __mmask8 store = static_cast<__mmask8>((1u << n_valid) - 1u);
+    for (int i = 0; i < m_valid; ++i) {
+      const __m512i diff = reduce8_epi64(acc[i]);
+      const __m256i dot =
+          _mm512_cvtepi64_epi32(_mm512_sub_epi64(k_vec, _mm512_slli_epi64(diff, 1)));
+      store_row_avx512(p, m0 + i, r[i], n0, dot, store, n_valid);
+    }
+  }
+}
+
+}  // namespace xnor
+}  // namespace emokernels
