@@ -35,16 +35,6 @@ __m256i popcount_nibbles_avx2(__m256i lo, __m256i hi) {
   return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
 }
 
-// acc + popcount_nibbles_avx2(lo, hi), each count added to acc in turn: GCC then updates the
-// accumulator's register in place instead of copying a new sum into it.
-EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
-__m256i add_popcount_nibbles_avx2(__m256i acc, __m256i lo, __m256i hi) {
-  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
-                                       2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-  return _mm256_add_epi8(_mm256_add_epi8(acc, _mm256_shuffle_epi8(lut, lo)),
-                         _mm256_shuffle_epi8(lut, hi));
-}
-
 // Per-byte popcount of a 256-bit vector (popcount_nibbles_avx2 after the split).
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
 __m256i popcount_bytes_avx2(__m256i v) {

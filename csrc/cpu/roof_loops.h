@@ -59,8 +59,8 @@ inline int64_t popcount_avx2(int64_t iterations) {
       EMOKERNELS_OPAQUE(blo, "x");
       EMOKERNELS_OPAQUE(bhi, "x");
       for (int i = 0; i < 2; ++i) {
-        acc[i][j] = add_popcount_nibbles_avx2(acc[i][j], _mm256_xor_si256(lo[i], blo),
-                                              _mm256_xor_si256(hi[i], bhi));
+        acc[i][j] = _mm256_add_epi8(acc[i][j], popcount_nibbles_avx2(_mm256_xor_si256(lo[i], blo),
+                                                                     _mm256_xor_si256(hi[i], bhi)));
       }
     }
   }

@@ -86,8 +86,8 @@ struct SplitTile {
       const __m256i blo = _mm256_load_si256(brows[j] + 2 * c);
       const __m256i bhi = _mm256_load_si256(brows[j] + 2 * c + 1);
       for (int i = 0; i < MR; ++i) {
-        acc[i][j] = add_popcount_nibbles_avx2(acc[i][j], _mm256_xor_si256(lo[i], blo),
-                                              _mm256_xor_si256(hi[i], bhi));
+        acc[i][j] = _mm256_add_epi8(acc[i][j], popcount_nibbles_avx2(_mm256_xor_si256(lo[i], blo),
+                                                                     _mm256_xor_si256(hi[i], bhi)));
       }
     }
   }
@@ -113,23 +113,32 @@ void count_chunks_avx2(__m256i (&sums)[MR][kAvx2NR], const Tile& tile, int64_t c
     for (int j = 0; j < kAvx2NR; ++j) sums[i][j] = sum_bytes_avx2(acc[i][j]);
 }
 
-// Writes the 4 dots of row m (offset row r) from n0, as store_row does, with vector loads and
-// stores for the int32 and float outputs; a tile past the last column goes through store_row
-// (vpmaskmovd stores cost ~10x a plain store on AMD cores).
+// Writes the 4 dots of row m (offset row r) from n0, as store_row does, with vector loads,
+// compares and stores; a tile past the last column goes through store_row (vpmaskmovd stores
+// cost ~10x a plain store on AMD cores).
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
 void store_row_avx2(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, __m128i dot,
                     int n_valid) {
-  if (p.out_bits != nullptr || n_valid < kAvx2NR) {
+  if (n_valid < kAvx2NR) {
     alignas(16) int32_t dots[kAvx2NR];
     _mm_store_si128(reinterpret_cast<__m128i*>(dots), dot);
     return store_row(p, m, r, n0, dots, n_valid);
   }
-  if (p.out_f32 == nullptr) {
+  if (p.out_f32 == nullptr && p.out_bits == nullptr) {
     return _mm_storeu_si128(reinterpret_cast<__m128i*>(p.out_i32 + m * p.n + n0), dot);
   }
   if (p.offset) {
     dot = _mm_add_epi32(
         dot, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p.offset + r * p.n + n0)));
+  }
+  if (p.out_bits != nullptr) {  // sign_bit: lower[n] <= dot <= upper[n]
+    const auto* lower = reinterpret_cast<const __m128i*>(p.bounds + n0);
+    const auto* upper = reinterpret_cast<const __m128i*>(p.bounds + p.n + n0);
+    const __m128i outside = _mm_or_si128(_mm_cmpgt_epi32(_mm_loadu_si128(lower), dot),
+                                         _mm_cmpgt_epi32(dot, _mm_loadu_si128(upper)));
+    const auto bits = static_cast<uint32_t>(~_mm_movemask_ps(_mm_castsi128_ps(outside)) & 0xf);
+    p.out_bits[m * p.out_words + n0 / 32] |= bits << (n0 % 32);
+    return;
   }
   __m128 v = _mm_mul_ps(_mm_cvtepi32_ps(dot), _mm_loadu_ps(p.scale + n0));
   if (p.bias) v = _mm_add_ps(v, _mm_loadu_ps(p.bias + n0));

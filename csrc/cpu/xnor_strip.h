@@ -21,7 +21,9 @@ using StripFn = void (*)(const XnorProblem& p, const uint32_t* const* arows, int
 template <int MR>
 std::array<int64_t, MR> offset_rows(const XnorProblem& p, int64_t m0, int m_valid) {
   std::array<int64_t, MR> r{};
-  for (int i = 0; i < m_valid; ++i) r[i] = i == 0 ? offset_row(p, m0) : next_offset_row(p, r[i - 1]);
+  for (int i = 0; i < m_valid; ++i) {
+    r[i] = i == 0 ? offset_row(p, m0) : next_offset_row(p, r[i - 1]);
+  }
   return r;
 }
 
