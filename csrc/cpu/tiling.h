@@ -22,12 +22,12 @@ template <typename MakeStrip>
 void parallel_strip_workers(int64_t m, int64_t n, int64_t mr, int64_t nr,
                             int64_t right_row_bytes, const MakeStrip& make_strip,
                             int64_t col_align = 1) {
+  if (m <= 0 || n <= 0) return;
   constexpr int64_t kL2Budget = 512 * 1024;
   const int64_t align = std::max(nr, col_align);
   const int64_t max_block = std::max<int64_t>(1, kL2Budget / (right_row_bytes * align)) * align;
   // Blocks of equal width (up to align): one narrow last block would leave the threads that
   // share it idle while the others work through full ones.
-  if (m <= 0 || n <= 0) return;
   const int64_t blocks = (n + max_block - 1) / max_block;
   const int64_t col_block = ((n + blocks - 1) / blocks + align - 1) / align * align;
   const int64_t col_blocks = (n + col_block - 1) / col_block;  // <= blocks, none empty

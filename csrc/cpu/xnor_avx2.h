@@ -1,9 +1,9 @@
 // The AVX2 XNOR-popcount GEMM: 2 x 4 tiles of XOR + nibble-lookup popcount + bytewise add.
 // AVX2 has no vector popcount: each byte's count is two table lookups (vpshufb), one per
 // nibble. Problems of kSplitMinRows+ rows first split their rows into nibbles, a byte each
-// (split_rows_avx2): XOR commutes with the split, so a pair's step is XOR + XOR + 2 lookups +
-// 2 adds, 6 vector ops per 256 bits instead of 8 (the mask and the shift of the nibbles are
-// done once per row instead of once per pair).
+// (split_rows_avx2, split_panels_avx2): XOR commutes with the split, so a pair's step is XOR +
+// XOR + 2 lookups + 2 adds, 6 vector ops per 256 bits instead of 8 (the mask and the shift of
+// the nibbles are done once per row instead of once per pair).
 #pragma once
 
 #include "simd.h"
@@ -64,31 +64,6 @@ struct PackedTile {
       const __m256i vb = load_chunk_avx2<Tail>(brows[j], 8 * c, tail);
       for (int i = 0; i < MR; ++i)
         acc[i][j] = _mm256_add_epi8(acc[i][j], popcount_bytes_avx2(_mm256_xor_si256(va[i], vb)));
-    }
-  }
-};
-
-// The operands of a tile as rows split into nibbles (split_rows_avx2): chunk c of a row is
-// row[2c] (its low nibbles) and row[2c + 1] (its high ones); no chunk is a tail.
-struct SplitTile {
-  const __m256i* const* arows;
-  const __m256i* const* brows;
-
-  template <bool Tail, int MR>
-  EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
-  void step(__m256i (&acc)[MR][kAvx2NR], int64_t c) const {
-    __m256i lo[MR], hi[MR];
-    for (int i = 0; i < MR; ++i) {
-      lo[i] = _mm256_load_si256(arows[i] + 2 * c);
-      hi[i] = _mm256_load_si256(arows[i] + 2 * c + 1);
-    }
-    for (int j = 0; j < kAvx2NR; ++j) {
-      const __m256i blo = _mm256_load_si256(brows[j] + 2 * c);
-      const __m256i bhi = _mm256_load_si256(brows[j] + 2 * c + 1);
-      for (int i = 0; i < MR; ++i) {
-        acc[i][j] = _mm256_add_epi8(acc[i][j], popcount_nibbles_avx2(_mm256_xor_si256(lo[i], blo),
-                                                                     _mm256_xor_si256(hi[i], bhi)));
-      }
     }
   }
 };
@@ -214,18 +189,142 @@ inline void split_rows_avx2(const XnorProblem& p, const uint32_t* rows, int64_t 
   }
 }
 
-// The strip over split rows: a (m_valid rows) and b (the rows n_begin .. n_end).
+// Panels of B for problems of kSplitMinRows+ rows: per group of 4 columns, per chunk c and
+// 64-bit word w of it, one vector of the low nibbles of word w of the 4 columns, then one of
+// their high nibbles: panel[((g * chunks + c) * 4 + w) * 2 + h]. Row i of A, its word broadcast,
+// then meets 4 columns in one vector, and each pair's counts gather in a 64-bit lane of its
+// own: one vpsadbw finishes 4 pairs, with no horizontal sums (at k = 2304 those took a quarter
+// of the 2 x 4 tile's time).
+constexpr int kPanelCols = 4;    // a group: the 64-bit lanes of a vector
+constexpr int kPanelGroups = 4;  // a tile: 2 rows x 16 columns, 8 accumulators
+constexpr int kPanelNR = kPanelCols * kPanelGroups;
+// A byte gains up to 8 a word, 32 a chunk: 7 chunks before one could wrap.
+constexpr int64_t kPanelMaxChunks = 7;
+
+// [r0[w], r1[w], r2[w], r3[w]] into r[w]: a 4 x 4 transpose of 64-bit words.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+void transpose4x64_avx2(__m256i (&r)[4]) {
+  const __m256i a = _mm256_unpacklo_epi64(r[0], r[1]), b = _mm256_unpackhi_epi64(r[0], r[1]);
+  const __m256i c = _mm256_unpacklo_epi64(r[2], r[3]), d = _mm256_unpackhi_epi64(r[2], r[3]);
+  r[0] = _mm256_permute2x128_si256(a, c, 0x20);
+  r[1] = _mm256_permute2x128_si256(b, d, 0x20);
+  r[2] = _mm256_permute2x128_si256(a, c, 0x31);
+  r[3] = _mm256_permute2x128_si256(b, d, 0x31);
+}
+
+// The panels of B's rows first .. first + count, in groups of 4 up to whole tiles: columns past
+// count repeat their group's first (their results are dropped), groups past count are zero.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
-inline void split_strip_avx2(const XnorProblem& p, const __m256i* a, const __m256i* b,
-                             int64_t m0, int m_valid, int64_t n_begin, int64_t n_end) {
+inline void split_panels_avx2(const XnorProblem& p, int64_t first, int64_t count, __m256i* out) {
   const int64_t chunks = (p.row_words + 7) / 8;
-  const auto arows = tile_rows<__m256i, kAvx2MR>(a, 0, m_valid, 2 * chunks);
-  const auto r = offset_rows<kAvx2MR>(p, m0, m_valid);
-  for (int64_t n0 = n_begin; n0 < n_end; n0 += kAvx2NR) {
-    const int n_valid = static_cast<int>(std::min<int64_t>(kAvx2NR, n_end - n0));
-    const auto brows = tile_rows<__m256i, kAvx2NR>(b, n0 - n_begin, n_valid, 2 * chunks);
-    tile_avx2<kAvx2MR>(p, SplitTile{arows.data(), brows.data()}, chunks, r, m0, m_valid, n0,
-                       n_valid);
+  const TailMasks tail = tail_masks_avx2(p, chunks);
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  const int64_t groups = (count + kPanelNR - 1) / kPanelNR * kPanelGroups;
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i* dst = out + g * chunks * 8;
+    const int64_t cols = std::min<int64_t>(kPanelCols, count - g * kPanelCols);
+    if (cols <= 0) {
+      for (int64_t v = 0; v < chunks * 8; ++v) {
+        _mm256_store_si256(dst + v, _mm256_setzero_si256());
+      }
+      continue;
+    }
+    const auto rows = tile_rows<uint32_t, kPanelCols>(p.b, first + g * kPanelCols,
+                                                     static_cast<int>(cols), p.row_words);
+    for (int64_t c = 0; c < chunks; ++c) {
+      __m256i lo[kPanelCols], hi[kPanelCols];
+      for (int j = 0; j < kPanelCols; ++j) {
+        const __m256i v = c + 1 < chunks ? load_chunk_avx2<false>(rows[j], 8 * c, tail)
+                                         : load_chunk_avx2<true>(rows[j], 8 * c, tail);
+        lo[j] = _mm256_and_si256(v, nibble);
+        hi[j] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+      }
+      transpose4x64_avx2(lo);
+      transpose4x64_avx2(hi);
+      for (int w = 0; w < 4; ++w) {
+        _mm256_store_si256(dst + (c * 4 + w) * 2, lo[w]);
+        _mm256_store_si256(dst + (c * 4 + w) * 2 + 1, hi[w]);
+      }
+    }
+  }
+}
+
+// 64-bit word w of a vector, in every lane.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+__m256i broadcast_word_avx2(const __m256i* v, int w) {
+  const auto* word = reinterpret_cast<const char*>(v) + 8 * w;
+  return _mm256_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(word)));
+}
+
+// The int64 lane sums of chunks c0 .. c_end of 2 rows of split A (split_rows_avx2) against
+// the 16 columns of 4 groups of panels: lane j of sums[i][g] is pair (i, 4g + j)'s count.
+template <int MR>
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+void panel_chunks_avx2(__m256i (&sums)[MR][kPanelGroups], const __m256i* const* arows,
+                       const __m256i* panels, int64_t chunks, int64_t c0, int64_t c_end) {
+  __m256i acc[MR][kPanelGroups];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm256_setzero_si256();
+  for (int64_t c = c0; c < c_end; ++c) {
+    for (int w = 0; w < 4; ++w) {
+      __m256i lo[MR], hi[MR];
+      for (int i = 0; i < MR; ++i) {
+        lo[i] = broadcast_word_avx2(arows[i] + 2 * c, w);
+        hi[i] = broadcast_word_avx2(arows[i] + 2 * c + 1, w);
+      }
+      for (int g = 0; g < kPanelGroups; ++g) {
+        const __m256i* b = panels + ((g * chunks + c) * 4 + w) * 2;
+        const __m256i blo = _mm256_load_si256(b), bhi = _mm256_load_si256(b + 1);
+        for (int i = 0; i < MR; ++i) {
+          const __m256i count = popcount_nibbles_avx2(_mm256_xor_si256(lo[i], blo),
+                                                      _mm256_xor_si256(hi[i], bhi));
+          acc[i][g] = _mm256_add_epi8(acc[i][g], count);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int g = 0; g < kPanelGroups; ++g) sums[i][g] = sum_bytes_avx2(acc[i][g]);
+}
+
+// The strip over split rows of A (a: m_valid rows) and the panels of B's columns n_begin ..
+// n_end, a tile of kAvx2MR rows x 16 columns at a time.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+inline void panel_strip_avx2(const XnorProblem& p, const __m256i* a, const __m256i* panels,
+                             int64_t m0, int m_valid, int64_t n_begin, int64_t n_end) {
+  constexpr int MR = kAvx2MR;
+  const int64_t chunks = (p.row_words + 7) / 8;
+  const auto arows = tile_rows<__m256i, MR>(a, 0, m_valid, 2 * chunks);
+  const auto r = offset_rows<MR>(p, m0, m_valid);
+  const __m256i k_vec = _mm256_set1_epi64x(p.k);
+  const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kPanelNR) {
+    const int n_valid = static_cast<int>(std::min<int64_t>(kPanelNR, n_end - n0));
+    const __m256i* tile = panels + (n0 - n_begin) / kPanelCols * chunks * 8;
+    __m256i total[MR][kPanelGroups];
+    panel_chunks_avx2<MR>(total, arows.data(), tile, chunks, 0,
+                          std::min(chunks, kPanelMaxChunks));
+    for (int64_t c0 = kPanelMaxChunks; c0 < chunks; c0 += kPanelMaxChunks) {
+      __m256i part[MR][kPanelGroups];
+      panel_chunks_avx2<MR>(part, arows.data(), tile, chunks, c0,
+                            std::min(chunks, c0 + kPanelMaxChunks));
+      for (int i = 0; i < MR; ++i)
+        for (int g = 0; g < kPanelGroups; ++g)
+          total[i][g] = _mm256_add_epi64(total[i][g], part[i][g]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+      for (int g = 0; g < kPanelGroups; ++g) {
+        const __m256i dot = _mm256_sub_epi64(k_vec, _mm256_slli_epi64(total[i][g], 1));
+        const int valid = std::min(kPanelCols, n_valid - g * kPanelCols);
+        if (i < m_valid && valid > 0) {
+          store_row_avx2(p, m0 + i, r[i], n0 + g * kPanelCols,
+                         _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(dot, low_halves)),
+                         valid);
+        }
+      }
+    }
   }
 }
 
@@ -239,24 +338,26 @@ inline __m256i* vectors(std::vector<Vector256>& v) {
   return reinterpret_cast<__m256i*>(v.data());
 }
 
-// Runs a problem of kSplitMinRows+ rows on split rows. Each thread splits the column block of
-// B its strips use once (strips come column-block-major) and each strip's rows of A.
+// Runs a problem of kSplitMinRows+ rows on split rows of A and panels of B. Each thread builds
+// the panels of the column block its strips use once (strips come column-block-major) and
+// splits each strip's rows of A.
 inline void run_split_avx2(const XnorProblem& p) {
   const int64_t chunks = (p.row_words + 7) / 8;
-  const int64_t split_row = 2 * chunks;  // vectors
+  const int64_t split_row = 2 * chunks;  // vectors a row of A or a column of B
   parallel_strip_workers(
-      p.m, p.n, kAvx2MR, kAvx2NR, split_row * static_cast<int64_t>(sizeof(__m256i)),
+      p.m, p.n, kAvx2MR, kPanelNR, split_row * static_cast<int64_t>(sizeof(__m256i)),
       [&] {
         return [&p, split_row, a = std::vector<Vector256>(kAvx2MR * split_row),
                 b = std::vector<Vector256>(), b_begin = int64_t{-1}](
                    int64_t m0, int m_count, int64_t n_begin, int64_t n_end) mutable {
           if (n_begin != b_begin) {
-            b.resize((n_end - n_begin) * split_row);
-            split_rows_avx2(p, p.b, n_begin, n_end - n_begin, vectors(b));
+            const int64_t cols = (n_end - n_begin + kPanelNR - 1) / kPanelNR * kPanelNR;
+            b.resize(cols * split_row);
+            split_panels_avx2(p, n_begin, n_end - n_begin, vectors(b));
             b_begin = n_begin;
           }
           split_rows_avx2(p, p.a, m0, m_count, vectors(a));
-          split_strip_avx2(p, vectors(a), vectors(b), m0, m_count, n_begin, n_end);
+          panel_strip_avx2(p, vectors(a), vectors(b), m0, m_count, n_begin, n_end);
         };
       },
       p.out_bits != nullptr ? 32 : 1);

@@ -1,4 +1,5 @@
-// The XNOR-popcount GEMM kernels shared by xnor_gemm and xnor_gemm_scaled (CPU).
+// The CPU XNOR-popcount GEMM of xnor_gemm, xnor_gemm_scaled and xnor_gemm_sign: the portable
+// strip and the dispatch to the path xnor_path() picks.
 #pragma once
 
 #include "paths.h"
