@@ -5,12 +5,13 @@ from emokernels import ops
 
 from .conftest import signs
 
-# 16+ rows take AVX2's nibble-split rows: row and column tails, one chunk, several passes of
-# byte sums (k > 7936), several column blocks of different widths (k = 9000 gives 224-column
-# blocks of split rows).
+# 16+ rows and columns take AVX2's nibble-split rows and panels of B: row tails, partial and
+# empty panel groups, one chunk, several 7-chunk passes of byte sums, three column blocks
+# (176, 176 and 149 columns at k = 9000); fewer columns or rows past 8192 words take the
+# packed rows.
 SHAPES = [(1, 1, 1), (1, 9, 33), (2, 3, 31), (5, 7, 64), (13, 17, 100), (3, 8, 512), (4, 8, 527),
-          (29, 45, 1000), (64, 40, 2304), (7, 70, 4111), (16, 3, 17), (17, 5, 256),
-          (35, 130, 9000), (18, 501, 9000)]
+          (29, 45, 1000), (64, 40, 2304), (7, 70, 4111), (16, 3, 17), (17, 21, 256),
+          (35, 130, 9000), (18, 501, 9000), (16, 17, 262200)]
 
 
 def reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -26,10 +27,10 @@ def test_matches_reference(isa, m, n, k):
 
 
 # Tails of every length: 1..8 words past the last whole 8-word chunk, 1..16 past 16 words.
-@pytest.mark.parametrize("k", [1, 17, 40, 95, 150, 180, 200, 543, 1000])
+@pytest.mark.parametrize("k", [1, 17, 40, 95, 150, 180, 200, 543, 1000, 3601])
 @pytest.mark.parametrize("m", [1, 2, 6, 17])
 def test_bits_past_k_are_ignored(isa, m, k):
-    a, b = torch.randn(m, k), torch.randn(10, k)
+    a, b = torch.randn(m, k), torch.randn(37, k)
     a_bits, b_bits = ops.pack_bits(a), ops.pack_bits(b)
     if k % 32:
         garbage = ~((1 << (k % 32)) - 1)  # every bit past k in the last word set
@@ -49,17 +50,20 @@ def test_long_rows_of_nearly_opposite_signs(isa, k, m):
     assert torch.equal(ops.xnor_gemm(ops.pack_bits(a), ops.pack_bits(b), k), reference(a, b))
 
 
-def test_same_result_for_any_thread_count(isa):
-    a, b = ops.pack_bits(torch.randn(67, 900)), ops.pack_bits(torch.randn(83, 900))
+@pytest.mark.parametrize("m, n, k", [(67, 83, 900), (18, 501, 9000)])
+def test_same_result_for_any_thread_count(isa, m, n, k):
+    # (18, 501, 9000): 27 strips over three column blocks; 2 and 4 threads split them
+    # inside blocks, so a thread's share spans two and rebuilds its panels.
+    a, b = ops.pack_bits(torch.randn(m, k)), ops.pack_bits(torch.randn(n, k))
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = ops.xnor_gemm(a, b, 900)
-        torch.set_num_threads(max(2, threads))
-        many = ops.xnor_gemm(a, b, 900)
+        results = []
+        for count in (1, 2, 4):
+            torch.set_num_threads(count)
+            results.append(ops.xnor_gemm(a, b, k))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one, many)
+    assert all(torch.equal(results[0], r) for r in results[1:])
 
 
 def test_non_contiguous_operands():

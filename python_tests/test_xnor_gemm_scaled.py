@@ -15,7 +15,7 @@ def reference(a, b, scale, bias=None, offset=None):
 
 
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (6, 9, 33), (12, 17, 100), (30, 45, 2304),
-                                     (17, 6, 300)])
+                                     (17, 6, 300), (17, 501, 9000)])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("rows", [None, 1, "m"])
 def test_matches_reference(isa, m, n, k, with_bias, rows):

@@ -200,6 +200,9 @@ constexpr int kPanelGroups = 4;  // a tile: 2 rows x 16 columns, 8 accumulators
 constexpr int kPanelNR = kPanelCols * kPanelGroups;
 // A byte gains up to 8 a word, 32 a chunk: 7 chunks before one could wrap.
 constexpr int64_t kPanelMaxChunks = 7;
+// Longer rows take the packed strips: a tile's panels alone would outgrow L2 (16 columns x 64
+// bytes a chunk), a thread's scratch would grow with k, and the epilogue is negligible there.
+constexpr int64_t kPanelMaxWords = 8 * 1024;
 
 // [r0[w], r1[w], r2[w], r3[w]] into r[w]: a 4 x 4 transpose of 64-bit words.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE

@@ -47,7 +47,9 @@ inline void run_xnor(const XnorProblem& p) {
       break;
     case XnorPath::Avx2:
       if (p.m == 1) return run_strips<1, kAvx2NR, strip_avx2<1>>(p);
-      if (p.m >= kSplitMinRows) return run_split_avx2(p);
+      if (p.m >= kSplitMinRows && p.n >= kPanelNR && p.row_words <= kPanelMaxWords) {
+        return run_split_avx2(p);
+      }
       run_strips<kAvx2MR, kAvx2NR, strip_avx2<kAvx2MR>>(p);
       break;
     case XnorPath::Portable:
