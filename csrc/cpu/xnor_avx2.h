@@ -9,7 +9,6 @@
 #include "simd.h"
 
 #include <algorithm>
-#include <type_traits>
 #include <vector>
 
 #include "popcount_simd.h"
@@ -23,6 +22,9 @@ constexpr int kAvx2NR = 4;
 // Splitting B costs about what one row tile's dots cost over the same rows; it pays from a few
 // row tiles per column block on.
 constexpr int64_t kSplitMinRows = 16;
+
+// 8-word (256-bit) chunks of a row; the last one holds the last word.
+inline int64_t chunk_count(const XnorProblem& p) { return (p.row_words + 7) / 8; }
 
 // The mask of the words of the last 8-word chunk (1..8 words, holding the last word) and the
 // bits of them to keep: loaded under the first and cleared by the second, nothing past k
@@ -71,9 +73,9 @@ struct PackedTile {
 // The int64 lane sums of chunks c0 .. c_end of each pair; byte counts are summed for up to
 // kMaxByteSums chunks, then widened: one vector op per pair and chunk fewer than a widening
 // every chunk.
-template <int MR, typename Tile>
+template <int MR>
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
-void count_chunks_avx2(__m256i (&sums)[MR][kAvx2NR], const Tile& tile, int64_t c0,
+void count_chunks_avx2(__m256i (&sums)[MR][kAvx2NR], const PackedTile& tile, int64_t c0,
                        int64_t c_end, int64_t chunks) {
   __m256i acc[MR][kAvx2NR];
   for (auto& row : acc)
@@ -122,9 +124,9 @@ void store_row_avx2(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, __m1
 
 // One MR x 4 tile: rows m0 .. m0 + m_valid, cols n0 .. n0 + n_valid. Up to kMaxByteSums
 // chunks (k <= 7936) take one pass without totals.
-template <int MR, typename Tile>
+template <int MR>
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
-void tile_avx2(const XnorProblem& p, const Tile& tile, int64_t chunks,
+void tile_avx2(const XnorProblem& p, const PackedTile& tile, int64_t chunks,
                const std::array<int64_t, MR>& r, int64_t m0, int m_valid, int64_t n0,
                int n_valid) {
   __m256i total[MR][kAvx2NR];
@@ -158,7 +160,7 @@ template <int MR>
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
 void strip_avx2(const XnorProblem& p, const uint32_t* const* arows, int64_t m0, int m_valid,
                 int64_t n_begin, int64_t n_end) {
-  const int64_t chunks = (p.row_words + 7) / 8;  // the last one is the tail
+  const int64_t chunks = chunk_count(p);
   const TailMasks tail = tail_masks_avx2(p, chunks);
   const auto r = offset_rows<MR>(p, m0, m_valid);
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kAvx2NR) {
@@ -168,23 +170,34 @@ void strip_avx2(const XnorProblem& p, const uint32_t* const* arows, int64_t m0, 
   }
 }
 
+// Chunk c of a row (the last one under the tail masks) split into its low and high nibbles.
+struct Nibbles {
+  __m256i lo, hi;
+};
+
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
+Nibbles split_chunk_avx2(const uint32_t* row, int64_t c, int64_t chunks, const TailMasks& tail) {
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  const __m256i v = c + 1 < chunks ? load_chunk_avx2<false>(row, 8 * c, tail)
+                                   : load_chunk_avx2<true>(row, 8 * c, tail);
+  return {_mm256_and_si256(v, nibble), _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble)};
+}
+
 // Rows first .. first + count of a packed operand split into nibbles: out[row * 2 * chunks +
 // 2c] holds the low nibble of each byte of chunk c, out[.. + 2c + 1] the high one; the bits
 // past k are cleared.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
 inline void split_rows_avx2(const XnorProblem& p, const uint32_t* rows, int64_t first,
                             int64_t count, __m256i* out) {
-  const int64_t chunks = (p.row_words + 7) / 8;
+  const int64_t chunks = chunk_count(p);
   const TailMasks tail = tail_masks_avx2(p, chunks);
-  const __m256i nibble = _mm256_set1_epi8(0x0f);
   for (int64_t row = 0; row < count; ++row) {
     const uint32_t* in = rows + (first + row) * p.row_words;
     __m256i* dst = out + row * 2 * chunks;
     for (int64_t c = 0; c < chunks; ++c) {
-      const __m256i v = c + 1 < chunks ? load_chunk_avx2<false>(in, 8 * c, tail)
-                                       : load_chunk_avx2<true>(in, 8 * c, tail);
-      _mm256_store_si256(dst + 2 * c, _mm256_and_si256(v, nibble));
-      _mm256_store_si256(dst + 2 * c + 1, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
+      const Nibbles v = split_chunk_avx2(in, c, chunks, tail);
+      _mm256_store_si256(dst + 2 * c, v.lo);
+      _mm256_store_si256(dst + 2 * c + 1, v.hi);
     }
   }
 }
@@ -219,9 +232,8 @@ void transpose4x64_avx2(__m256i (&r)[4]) {
 // count repeat their group's first (their results are dropped), groups past count are zero.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
 inline void split_panels_avx2(const XnorProblem& p, int64_t first, int64_t count, __m256i* out) {
-  const int64_t chunks = (p.row_words + 7) / 8;
+  const int64_t chunks = chunk_count(p);
   const TailMasks tail = tail_masks_avx2(p, chunks);
-  const __m256i nibble = _mm256_set1_epi8(0x0f);
   const int64_t groups = (count + kPanelNR - 1) / kPanelNR * kPanelGroups;
   for (int64_t g = 0; g < groups; ++g) {
     __m256i* dst = out + g * chunks * 8;
@@ -237,10 +249,9 @@ inline void split_panels_avx2(const XnorProblem& p, int64_t first, int64_t count
     for (int64_t c = 0; c < chunks; ++c) {
       __m256i lo[kPanelCols], hi[kPanelCols];
       for (int j = 0; j < kPanelCols; ++j) {
-        const __m256i v = c + 1 < chunks ? load_chunk_avx2<false>(rows[j], 8 * c, tail)
-                                         : load_chunk_avx2<true>(rows[j], 8 * c, tail);
-        lo[j] = _mm256_and_si256(v, nibble);
-        hi[j] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+        const Nibbles v = split_chunk_avx2(rows[j], c, chunks, tail);
+        lo[j] = v.lo;
+        hi[j] = v.hi;
       }
       transpose4x64_avx2(lo);
       transpose4x64_avx2(hi);
@@ -296,7 +307,7 @@ EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
 inline void panel_strip_avx2(const XnorProblem& p, const __m256i* a, const __m256i* panels,
                              int64_t m0, int m_valid, int64_t n_begin, int64_t n_end) {
   constexpr int MR = kAvx2MR;
-  const int64_t chunks = (p.row_words + 7) / 8;
+  const int64_t chunks = chunk_count(p);
   const auto arows = tile_rows<__m256i, MR>(a, 0, m_valid, 2 * chunks);
   const auto r = offset_rows<MR>(p, m0, m_valid);
   const __m256i k_vec = _mm256_set1_epi64x(p.k);
@@ -345,7 +356,7 @@ inline __m256i* vectors(std::vector<Vector256>& v) {
 // the panels of the column block its strips use once (strips come column-block-major) and
 // splits each strip's rows of A.
 inline void run_split_avx2(const XnorProblem& p) {
-  const int64_t chunks = (p.row_words + 7) / 8;
+  const int64_t chunks = chunk_count(p);
   const int64_t split_row = 2 * chunks;  // vectors a row of A or a column of B
   parallel_strip_workers(
       p.m, p.n, kAvx2MR, kPanelNR, split_row * static_cast<int64_t>(sizeof(__m256i)),
