@@ -183,36 +183,39 @@ Nibbles split_chunk_avx2(const uint32_t* row, int64_t c, int64_t chunks, const T
   return {_mm256_and_si256(v, nibble), _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble)};
 }
 
-// Rows first .. first + count of a packed operand split into nibbles: out[row * 2 * chunks +
-// 2c] holds the low nibble of each byte of chunk c, out[.. + 2c + 1] the high one; the bits
-// past k are cleared.
+// Rows first .. first + count of A split into nibbles, 64-bit word by word: out[row * 8 *
+// chunks + 2t] holds the low nibbles of word t's bytes, out[.. + 2t + 1] the high ones, so one
+// pointer walks both; the bits past k are cleared.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
 inline void split_rows_avx2(const XnorProblem& p, const uint32_t* rows, int64_t first,
-                            int64_t count, __m256i* out) {
+                            int64_t count, uint64_t* out) {
   const int64_t chunks = chunk_count(p);
   const TailMasks tail = tail_masks_avx2(p, chunks);
   for (int64_t row = 0; row < count; ++row) {
     const uint32_t* in = rows + (first + row) * p.row_words;
-    __m256i* dst = out + row * 2 * chunks;
+    auto* dst = reinterpret_cast<__m256i*>(out + row * 8 * chunks);
     for (int64_t c = 0; c < chunks; ++c) {
       const Nibbles v = split_chunk_avx2(in, c, chunks, tail);
-      _mm256_store_si256(dst + 2 * c, v.lo);
-      _mm256_store_si256(dst + 2 * c + 1, v.hi);
+      const __m256i even = _mm256_unpacklo_epi64(v.lo, v.hi);  // words 0, 2
+      const __m256i odd = _mm256_unpackhi_epi64(v.lo, v.hi);   // words 1, 3
+      _mm256_storeu_si256(dst + 2 * c, _mm256_permute2x128_si256(even, odd, 0x20));
+      _mm256_storeu_si256(dst + 2 * c + 1, _mm256_permute2x128_si256(even, odd, 0x31));
     }
   }
 }
 
-// Panels of B for problems of kSplitMinRows+ rows: per group of 4 columns, per chunk c and
-// 64-bit word w of it, one vector of the low nibbles of word w of the 4 columns, then one of
-// their high nibbles: panel[((g * chunks + c) * 4 + w) * 2 + h]. Row i of A, its word broadcast,
-// then meets 4 columns in one vector, and each pair's counts gather in a 64-bit lane of its
-// own: one vpsadbw finishes 4 pairs, with no horizontal sums (at k = 2304 those took a quarter
-// of the 2 x 4 tile's time).
+// Panels of B for problems of kSplitMinRows+ rows: per tile of 16 columns (4 groups of 4), per
+// 64-bit word t of the rows, per group g, one vector of the low nibbles of word t of the
+// group's 4 columns, then one of their high nibbles: panel[((tile * 4 * chunks + t) * 4 + g) *
+// 2 + h]. Row i of A, its word broadcast, then meets 4 columns in one vector, and each pair's
+// counts gather in a 64-bit lane of their own: one vpsadbw finishes 4 pairs, with no
+// horizontal sums (at k = 2304 those took a quarter of the 2 x 4 tile's time); a tile's word
+// is 256 consecutive bytes.
 constexpr int kPanelCols = 4;    // a group: the 64-bit lanes of a vector
 constexpr int kPanelGroups = 4;  // a tile: 2 rows x 16 columns, 8 accumulators
 constexpr int kPanelNR = kPanelCols * kPanelGroups;
-// A byte gains up to 8 a word, 32 a chunk: 7 chunks before one could wrap.
-constexpr int64_t kPanelMaxChunks = 7;
+// A byte gains up to 8 a word (4 a nibble): 31 words before one could wrap.
+constexpr int64_t kPanelPassWords = 31;
 // Longer rows take the packed strips: a tile's panels alone would outgrow L2 (16 columns x 64
 // bytes a chunk), a thread's scratch would grow with k, and the epilogue is negligible there.
 constexpr int64_t kPanelMaxWords = 8 * 1024;
@@ -228,103 +231,130 @@ void transpose4x64_avx2(__m256i (&r)[4]) {
   r[3] = _mm256_permute2x128_si256(b, d, 0x31);
 }
 
-// The panels of B's rows first .. first + count, in groups of 4 up to whole tiles: columns past
-// count repeat their group's first (their results are dropped), groups past count are zero.
+// The panels of B's rows first .. first + count, in whole tiles: columns past count repeat
+// their group's first (their results are dropped), groups past count are zero.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
 inline void split_panels_avx2(const XnorProblem& p, int64_t first, int64_t count, __m256i* out) {
   const int64_t chunks = chunk_count(p);
   const TailMasks tail = tail_masks_avx2(p, chunks);
   const int64_t groups = (count + kPanelNR - 1) / kPanelNR * kPanelGroups;
-  for (int64_t g = 0; g < groups; ++g) {
-    __m256i* dst = out + g * chunks * 8;
-    const int64_t cols = std::min<int64_t>(kPanelCols, count - g * kPanelCols);
-    if (cols <= 0) {
-      for (int64_t v = 0; v < chunks * 8; ++v) {
-        _mm256_store_si256(dst + v, _mm256_setzero_si256());
-      }
-      continue;
-    }
-    const auto rows = tile_rows<uint32_t, kPanelCols>(p.b, first + g * kPanelCols,
-                                                     static_cast<int>(cols), p.row_words);
+  for (int64_t group = 0; group < groups; ++group) {
+    const int g = static_cast<int>(group % kPanelGroups);
+    __m256i* dst = out + (group / kPanelGroups) * chunks * 4 * kPanelGroups * 2 + g * 2;
+    const int64_t cols = std::min<int64_t>(kPanelCols, count - group * kPanelCols);
+    const auto rows = tile_rows<uint32_t, kPanelCols>(p.b, first + group * kPanelCols,
+                                                     static_cast<int>(std::max<int64_t>(cols, 1)),
+                                                     p.row_words);
     for (int64_t c = 0; c < chunks; ++c) {
       __m256i lo[kPanelCols], hi[kPanelCols];
       for (int j = 0; j < kPanelCols; ++j) {
-        const Nibbles v = split_chunk_avx2(rows[j], c, chunks, tail);
+        const Nibbles v = cols > 0 ? split_chunk_avx2(rows[j], c, chunks, tail)
+                                   : Nibbles{_mm256_setzero_si256(), _mm256_setzero_si256()};
         lo[j] = v.lo;
         hi[j] = v.hi;
       }
       transpose4x64_avx2(lo);
       transpose4x64_avx2(hi);
       for (int w = 0; w < 4; ++w) {
-        _mm256_store_si256(dst + (c * 4 + w) * 2, lo[w]);
-        _mm256_store_si256(dst + (c * 4 + w) * 2 + 1, hi[w]);
+        _mm256_store_si256(dst + (c * 4 + w) * kPanelGroups * 2, lo[w]);
+        _mm256_store_si256(dst + (c * 4 + w) * kPanelGroups * 2 + 1, hi[w]);
       }
     }
   }
 }
 
-// 64-bit word w of a vector, in every lane.
-EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
-__m256i broadcast_word_avx2(const __m256i* v, int w) {
-  const auto* word = reinterpret_cast<const char*>(v) + 8 * w;
-  return _mm256_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(word)));
-}
+alignas(32) inline constexpr uint8_t kNibbleCounts[32] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2,
+                                                          3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2,
+                                                          2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
 
-// The int64 lane sums of chunks c0 .. c_end of 2 rows of split A (split_rows_avx2) against
-// the 16 columns of 4 groups of panels: lane j of sums[i][g] is pair (i, 4g + j)'s count.
-template <int MR>
-EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
-void panel_chunks_avx2(__m256i (&sums)[MR][kPanelGroups], const __m256i* const* arows,
-                       const __m256i* panels, int64_t chunks, int64_t c0, int64_t c_end) {
-  __m256i acc[MR][kPanelGroups];
-  for (auto& row : acc)
-    for (auto& v : row) v = _mm256_setzero_si256();
-  for (int64_t c = c0; c < c_end; ++c) {
-    for (int w = 0; w < 4; ++w) {
-      __m256i lo[MR], hi[MR];
-      for (int i = 0; i < MR; ++i) {
-        lo[i] = broadcast_word_avx2(arows[i] + 2 * c, w);
-        hi[i] = broadcast_word_avx2(arows[i] + 2 * c + 1, w);
-      }
-      for (int g = 0; g < kPanelGroups; ++g) {
-        const __m256i* b = panels + ((g * chunks + c) * 4 + w) * 2;
-        const __m256i blo = _mm256_load_si256(b), bhi = _mm256_load_si256(b + 1);
-        for (int i = 0; i < MR; ++i) {
-          const __m256i count = popcount_nibbles_avx2(_mm256_xor_si256(lo[i], blo),
-                                                      _mm256_xor_si256(hi[i], bhi));
-          acc[i][g] = _mm256_add_epi8(acc[i][g], count);
-        }
-      }
-    }
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int g = 0; g < kPanelGroups; ++g) sums[i][g] = sum_bytes_avx2(acc[i][g]);
+// One group of a panel word against the 2 rows: a pair's step, XOR + XOR + 2 lookups + 2 adds.
+#define EMOKERNELS_PANEL_GROUP(G, ACC0, ACC1)                 \
+  "vpxor " #G "*64(%[b]), %%ymm8, %%ymm13\n\t"                \
+  "vpxor " #G "*64+32(%[b]), %%ymm9, %%ymm14\n\t"             \
+  "vpshufb %%ymm13, %%ymm12, %%ymm13\n\t"                     \
+  "vpshufb %%ymm14, %%ymm12, %%ymm14\n\t"                     \
+  "vpaddb %%ymm13, %%ymm14, %%ymm14\n\t"                      \
+  "vpaddb %%ymm14, %%" #ACC0 ", %%" #ACC0 "\n\t"              \
+  "vpxor " #G "*64(%[b]), %%ymm10, %%ymm13\n\t"               \
+  "vpxor " #G "*64+32(%[b]), %%ymm11, %%ymm15\n\t"            \
+  "vpshufb %%ymm13, %%ymm12, %%ymm13\n\t"                     \
+  "vpshufb %%ymm15, %%ymm12, %%ymm15\n\t"                     \
+  "vpaddb %%ymm13, %%ymm15, %%ymm15\n\t"                      \
+  "vpaddb %%ymm15, %%" #ACC1 ", %%" #ACC1 "\n\t"
+
+// The byte counts of `words` (1..kPanelPassWords) 64-bit words of 2 split rows of A (a0, a1 at
+// the first word) against one panel tile (b at the first word): acc[i * 4 + g] lane j, summed
+// bytewise, is pair (i, 4g + j)'s count. Written with its registers assigned by hand: the 8
+// accumulators, 4 broadcast words of A, the table and 3 temporaries fill the 16 ymm registers
+// exactly, where GCC's allocation of the same intrinsics spilled 2 accumulators and copied
+// others each word (~70 % of the popcount roof in L1 against ~85 %).
+inline void panel_words_avx2(__m256i* acc, const uint64_t* a0, const uint64_t* a1,
+                             const __m256i* b, int64_t words) {
+  __asm__ volatile(
+      "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+      "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+      "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+      "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+      "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+      "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+      "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+      "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+      "vmovdqa %[lut], %%ymm12\n\t"
+      "1:\n\t"
+      "vpbroadcastq (%[a0]), %%ymm8\n\t"
+      "vpbroadcastq 8(%[a0]), %%ymm9\n\t"
+      "vpbroadcastq (%[a1]), %%ymm10\n\t"
+      "vpbroadcastq 8(%[a1]), %%ymm11\n\t"
+      EMOKERNELS_PANEL_GROUP(0, ymm0, ymm4)
+      EMOKERNELS_PANEL_GROUP(1, ymm1, ymm5)
+      EMOKERNELS_PANEL_GROUP(2, ymm2, ymm6)
+      EMOKERNELS_PANEL_GROUP(3, ymm3, ymm7)
+      "add $16, %[a0]\n\t"
+      "add $16, %[a1]\n\t"
+      "add $256, %[b]\n\t"
+      "dec %[words]\n\t"
+      "jnz 1b\n\t"
+      "vmovdqu %%ymm0, (%[acc])\n\t"
+      "vmovdqu %%ymm1, 32(%[acc])\n\t"
+      "vmovdqu %%ymm2, 64(%[acc])\n\t"
+      "vmovdqu %%ymm3, 96(%[acc])\n\t"
+      "vmovdqu %%ymm4, 128(%[acc])\n\t"
+      "vmovdqu %%ymm5, 160(%[acc])\n\t"
+      "vmovdqu %%ymm6, 192(%[acc])\n\t"
+      "vmovdqu %%ymm7, 224(%[acc])\n\t"
+      : [a0] "+r"(a0), [a1] "+r"(a1), [b] "+r"(b), [words] "+r"(words)
+      : [acc] "r"(acc), [lut] "m"(kNibbleCounts)
+      : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+        "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
 }
+#undef EMOKERNELS_PANEL_GROUP
 
 // The strip over split rows of A (a: m_valid rows) and the panels of B's columns n_begin ..
 // n_end, a tile of kAvx2MR rows x 16 columns at a time.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
-inline void panel_strip_avx2(const XnorProblem& p, const __m256i* a, const __m256i* panels,
+inline void panel_strip_avx2(const XnorProblem& p, const uint64_t* a, const __m256i* panels,
                              int64_t m0, int m_valid, int64_t n_begin, int64_t n_end) {
   constexpr int MR = kAvx2MR;
+  static_assert(MR == 2, "panel_words_avx2 computes 2 rows");
   const int64_t chunks = chunk_count(p);
-  const auto arows = tile_rows<__m256i, MR>(a, 0, m_valid, 2 * chunks);
+  const int64_t words = (p.row_words + 1) / 2;  // 64-bit words: the split rows' zeros past them
+  const auto arows = tile_rows<uint64_t, MR>(a, 0, m_valid, 8 * chunks);
   const auto r = offset_rows<MR>(p, m0, m_valid);
   const __m256i k_vec = _mm256_set1_epi64x(p.k);
   const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kPanelNR) {
     const int n_valid = static_cast<int>(std::min<int64_t>(kPanelNR, n_end - n0));
-    const __m256i* tile = panels + (n0 - n_begin) / kPanelCols * chunks * 8;
+    const __m256i* tile = panels + (n0 - n_begin) / kPanelNR * chunks * 4 * kPanelGroups * 2;
     __m256i total[MR][kPanelGroups];
-    panel_chunks_avx2<MR>(total, arows.data(), tile, chunks, 0,
-                          std::min(chunks, kPanelMaxChunks));
-    for (int64_t c0 = kPanelMaxChunks; c0 < chunks; c0 += kPanelMaxChunks) {
-      __m256i part[MR][kPanelGroups];
-      panel_chunks_avx2<MR>(part, arows.data(), tile, chunks, c0,
-                            std::min(chunks, c0 + kPanelMaxChunks));
+    for (auto& row : total)
+      for (auto& v : row) v = _mm256_setzero_si256();
+    for (int64_t t0 = 0; t0 < words; t0 += kPanelPassWords) {
+      __m256i counts[MR][kPanelGroups];
+      panel_words_avx2(&counts[0][0], arows[0] + 2 * t0, arows[1] + 2 * t0,
+                       tile + t0 * kPanelGroups * 2, std::min(kPanelPassWords, words - t0));
       for (int i = 0; i < MR; ++i)
         for (int g = 0; g < kPanelGroups; ++g)
-          total[i][g] = _mm256_add_epi64(total[i][g], part[i][g]);
+          total[i][g] = _mm256_add_epi64(total[i][g], sum_bytes_avx2(counts[i][g]));
     }
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
@@ -370,8 +400,9 @@ inline void run_split_avx2(const XnorProblem& p) {
             split_panels_avx2(p, n_begin, n_end - n_begin, vectors(b));
             b_begin = n_begin;
           }
-          split_rows_avx2(p, p.a, m0, m_count, vectors(a));
-          panel_strip_avx2(p, vectors(a), vectors(b), m0, m_count, n_begin, n_end);
+          const auto rows = reinterpret_cast<uint64_t*>(a.data());
+          split_rows_avx2(p, p.a, m0, m_count, rows);
+          panel_strip_avx2(p, rows, vectors(b), m0, m_count, n_begin, n_end);
         };
       },
       p.out_bits != nullptr ? 32 : 1);
