@@ -17,15 +17,17 @@ namespace emokernels {
 // to stay in L2 (right_row_bytes each), across many row tiles, and the left operand streams
 // through once per block. Each output element is computed by exactly one call, so results do
 // not depend on the thread count. Column blocks are multiples of col_align (a multiple of
-// nr): 32 keeps each word of a bit-packed output in one thread's share.
+// nr): 32 keeps each word of a bit-packed output in one thread's share. A block holds up to
+// block_bytes of right-operand rows.
+constexpr int64_t kL2Budget = 512 * 1024;
+
 template <typename MakeStrip>
 void parallel_strip_workers(int64_t m, int64_t n, int64_t mr, int64_t nr,
                             int64_t right_row_bytes, const MakeStrip& make_strip,
-                            int64_t col_align = 1) {
+                            int64_t col_align = 1, int64_t block_bytes = kL2Budget) {
   if (m <= 0 || n <= 0) return;
-  constexpr int64_t kL2Budget = 512 * 1024;
   const int64_t align = std::max(nr, col_align);
-  const int64_t max_block = std::max<int64_t>(1, kL2Budget / (right_row_bytes * align)) * align;
+  const int64_t max_block = std::max<int64_t>(1, block_bytes / (right_row_bytes * align)) * align;
   // Blocks of equal width (up to align): one narrow last block would leave the threads that
   // share it idle while the others work through full ones.
   const int64_t blocks = (n + max_block - 1) / max_block;
