@@ -6,11 +6,13 @@ from emokernels import ops
 from .conftest import signs
 
 # 16+ rows and columns take AVX2's nibble-split rows and panels of B: row tails, partial and
-# empty panel groups, one chunk, several 7-chunk passes of byte sums, three column blocks
-# (176, 176 and 149 columns at k = 9000); fewer columns or rows past 8192 words take the
-# packed rows.
+# empty panel groups, one chunk, passes of byte sums over 31 64-bit words (exactly one at k =
+# 1984, one and a word at 1985, two at 3968, five at 9000, an odd count of 32-bit words at
+# 2080), several column blocks (80 + 50 columns and 4 x 112 + 53 at k = 9000); fewer columns
+# or rows past 8192 words take the packed rows.
 SHAPES = [(1, 1, 1), (1, 9, 33), (2, 3, 31), (5, 7, 64), (13, 17, 100), (3, 8, 512), (4, 8, 527),
           (29, 45, 1000), (64, 40, 2304), (7, 70, 4111), (16, 3, 17), (17, 21, 256),
+          (17, 33, 1984), (16, 16, 1985), (18, 40, 3968), (21, 48, 2080),
           (35, 130, 9000), (18, 501, 9000), (16, 17, 262200)]
 
 
@@ -52,8 +54,8 @@ def test_long_rows_of_nearly_opposite_signs(isa, k, m):
 
 @pytest.mark.parametrize("m, n, k", [(67, 83, 900), (18, 501, 9000)])
 def test_same_result_for_any_thread_count(isa, m, n, k):
-    # (18, 501, 9000): 27 strips over three column blocks; 2 and 4 threads split them
-    # inside blocks, so a thread's share spans two and rebuilds its panels.
+    # (18, 501, 9000): 9 strips in each of five column blocks; 2 and 4 threads split them
+    # inside blocks, so a thread's share spans several and rebuilds its panels.
     a, b = ops.pack_bits(torch.randn(m, k)), ops.pack_bits(torch.randn(n, k))
     threads = torch.get_num_threads()
     try:
