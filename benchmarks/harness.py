@@ -42,7 +42,7 @@ BASELINE_COLUMNS = [(f"cublas_{tag}_ms", f"{tag} ms", ".3f") for tag in CUBLAS_T
 
 __all__ = ["BASELINE_COLUMNS", "CORE_SHAPES", "CUBLAS_TAGS", "Suite", "baseline_fields", "bench",
            "cpu_name", "cublas_baselines", "environment", "gemm_main", "is_cuda",
-           "median_seconds", "ratio_text", "report", "roof_percent", "roofs"]
+           "median_seconds", "ratio_text", "report", "roof_percent", "roofs", "timed_with_roof"]
 
 
 def cpu_name() -> str:
@@ -67,15 +67,27 @@ def roofs() -> dict:
             "lookup_roof_gmacs": lookup.per_second / 1e9, "lookup_roof_loop": lookup.loop}
 
 
-def roof_percent(per_second: float, kind: str) -> float:
+def roof_percent(per_second: float, kind: str, roof: float | None = None) -> float:
     """``per_second`` (binary MACs for "popcount", float32 FLOPs for "fma", MACs for "lookup")
-    as a percentage of this CPU's measured roof of that kind."""
-    roof = roofs()
-    if kind == "popcount":
-        return 100 * per_second / (roof["popcount_roof_tmacs"] * 1e12)
-    if kind == "lookup":
-        return 100 * per_second / (roof["lookup_roof_gmacs"] * 1e9)
-    return 100 * per_second / (roof["fma_roof_gflops"] * 1e9)
+    as a percentage of ``roof`` (per second, e.g. from :func:`timed_with_roof`), by default
+    this CPU's roof of that kind measured at the start of the run."""
+    if roof is None:
+        measured = roofs()
+        roof = {"popcount": measured["popcount_roof_tmacs"] * 1e12,
+                "lookup": measured["lookup_roof_gmacs"] * 1e9}.get(
+                    kind, measured["fma_roof_gflops"] * 1e9)
+    return 100 * per_second / roof
+
+
+def timed_with_roof(fn: Callable[[], object], kind: str, repeats: int = 10,
+                    min_time: float = 0.3) -> tuple[float, float]:
+    """Median seconds of one ``fn()`` call on the CPU, and the CPU's roof of ``kind`` (per
+    second, see :func:`roof_percent`) measured right before and right after the timing,
+    averaged: a shared machine's pace moves from minute to minute (its roofs by up to 2x
+    within a run), so each kernel is set against the roof of its own moment."""
+    before = cpu_roof(kind, 0.1).per_second
+    seconds = median_seconds(fn, repeats=repeats, min_time=min_time)
+    return seconds, (before + cpu_roof(kind, 0.1).per_second) / 2
 
 
 def is_cuda(device: str) -> bool:
