@@ -10,6 +10,9 @@
 
 namespace emokernels {
 
+// The right-operand bytes a column block is sized to by default: one core's L2.
+constexpr int64_t kL2Budget = 512 * 1024;
+
 // Calls strip(m0, m_count, n_begin, n_end) for every strip of mr rows by a column block of an
 // m x n output, in parallel, strip being make_strip()'s result, made once per thread's share
 // (it may keep scratch across the strips of a share). Work items are (column block, row tile)
@@ -18,9 +21,7 @@ namespace emokernels {
 // through once per block. Each output element is computed by exactly one call, so results do
 // not depend on the thread count. Column blocks are multiples of col_align (a multiple of
 // nr): 32 keeps each word of a bit-packed output in one thread's share. A block holds up to
-// block_bytes of right-operand rows.
-constexpr int64_t kL2Budget = 512 * 1024;
-
+// block_bytes of right-operand rows, or one aligned group of them where that is more.
 template <typename MakeStrip>
 void parallel_strip_workers(int64_t m, int64_t n, int64_t mr, int64_t nr,
                             int64_t right_row_bytes, const MakeStrip& make_strip,

@@ -216,8 +216,9 @@ constexpr int kPanelGroups = 4;  // a tile: 2 rows x 16 columns, 8 accumulators
 constexpr int kPanelNR = kPanelCols * kPanelGroups;
 // A byte gains up to 8 a word (4 a nibble): 31 words before one could wrap.
 constexpr int64_t kPanelPassWords = 31;
-// Longer rows take the packed strips: a tile's panels alone would outgrow L2 (16 columns x 64
-// bytes a chunk), a thread's scratch would grow with k, and the epilogue is negligible there.
+// Longer rows take the packed strips: a tile's panels (16 columns x 64 bytes a chunk, 1 MB at
+// this limit) would outgrow L2 and a thread's scratch would grow with k, while the epilogue
+// they save is negligible there.
 constexpr int64_t kPanelMaxWords = 8 * 1024;
 
 // [r0[w], r1[w], r2[w], r3[w]] into r[w]: a 4 x 4 transpose of 64-bit words.
@@ -295,6 +296,25 @@ alignas(32) inline constexpr uint8_t kNibbleCounts[32] = {0, 1, 1, 2, 1, 2, 2, 3
 // accumulators, 4 broadcast words of A, the table and 3 temporaries fill the 16 ymm registers
 // exactly, where GCC's allocation of the same intrinsics spilled 2 accumulators and copied
 // others each word (~70 % of the popcount roof in L1 against ~85 %).
+#ifdef EMOKERNELS_EMULATE_SIMD
+// The test-only emulated build is portable C++ on any host (and selects this path when told it
+// has AVX2 only): the same counts, word by word, without the x86 assembly.
+inline void panel_words_avx2(__m256i* total, const uint64_t* a0, const uint64_t* a1,
+                             const __m256i* b, int64_t words) {
+  auto* lanes = reinterpret_cast<uint64_t*>(total);
+  const auto* panel = reinterpret_cast<const uint64_t*>(b);
+  const uint64_t* rows[2] = {a0, a1};
+  for (int64_t t = 0; t < words; ++t)
+    for (int i = 0; i < 2; ++i)
+      for (int g = 0; g < kPanelGroups; ++g)
+        for (int j = 0; j < kPanelCols; ++j) {
+          const uint64_t* word = panel + (t * kPanelGroups + g) * 8 + j;  // low; high at +4
+          lanes[(i * kPanelGroups + g) * 4 + j] +=
+              __builtin_popcountll(rows[i][2 * t] ^ word[0]) +
+              __builtin_popcountll(rows[i][2 * t + 1] ^ word[4]);
+        }
+}
+#else
 inline void panel_words_avx2(__m256i* total, const uint64_t* a0, const uint64_t* a1,
                              const __m256i* b, int64_t words) {
   int64_t pass;
@@ -338,6 +358,7 @@ inline void panel_words_avx2(__m256i* total, const uint64_t* a0, const uint64_t*
       : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
         "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
 }
+#endif
 #undef EMOKERNELS_PANEL_WIDEN
 #undef EMOKERNELS_PANEL_GROUP
 
@@ -378,7 +399,7 @@ inline void panel_strip_avx2(const XnorProblem& p, const uint64_t* a, const __m2
 }
 
 // A vector of scratch: std::vector<__m256i> would drop the type's alignment (a template
-// argument loses its attributes), and the split rows are read by aligned loads.
+// argument loses its attributes), and the panels are written by aligned stores.
 struct alignas(32) Vector256 {
   uint8_t bytes[32];
 };
