@@ -314,13 +314,13 @@ def _taps_major(bits: torch.Tensor, k: int, channels: int, kh: int, kw: int) -> 
 
 def _packed_pool(link: _Link, channels: int, device: torch.device) -> PackedMaxPool2d:
     """The max-pool of ``link`` on bits: AND for the channels whose modules after the pool
-    decrease (the sign of their max is then the sign of their min)."""
+    decrease (the sign of their max is then the sign of their min), OR alone where none do."""
     pool = link.pool
     decreasing = torch.zeros(channels, dtype=torch.bool, device=device)
     for module in link.post_pool:
         if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.weight is not None:
             decreasing ^= module.weight.detach() < 0
-    and_words = ops.pack_bits(torch.where(decreasing, 1.0, -1.0))
+    and_words = ops.pack_bits(torch.where(decreasing, 1.0, -1.0)) if decreasing.any() else None
     return PackedMaxPool2d(pool.kernel_size, pool.stride, pool.padding, pool.dilation,
                            pool.ceil_mode, and_words)
 

@@ -121,7 +121,7 @@ class PackedMaxPool2d(nn.Module):
     scale after the pooling) the AND. Same geometry arguments as ``nn.MaxPool2d``.
 
     Args:
-        and_words: int32 ``[ceil(C/32)]``, the channels pooled with AND set.
+        and_words: int32 ``[ceil(C/32)]``, the channels pooled with AND set; None: OR for all.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
@@ -158,15 +158,20 @@ class PackedMaxPool2d(nn.Module):
         bottom = max(0, (ho - 1) * sh + dh * (kh - 1) - ph - x.shape[1] + 1)
         right = max(0, (wo - 1) * sw + dw * (kw - 1) - pw - x.shape[2] + 1)
         pads = (0, 0, pw, right, ph, bottom)
-        ored, anded = (torch.nn.functional.pad(x, pads, value=v) for v in (0, -1))
-        any_set = all_set = None
-        for ky in range(kh):
-            for kx in range(kw):
-                rows = slice(ky * dh, ky * dh + (ho - 1) * sh + 1, sh)
-                cols = slice(kx * dw, kx * dw + (wo - 1) * sw + 1, sw)
-                a, b = ored[:, rows, cols], anded[:, rows, cols]
-                any_set = a.clone() if any_set is None else any_set.bitwise_or_(a)
-                all_set = b.clone() if all_set is None else all_set.bitwise_and_(b)
+
+        def pooled(fill: int, combine) -> torch.Tensor:
+            padded = torch.nn.functional.pad(x, pads, value=fill) if any(pads) else x
+            out = None
+            for ky in range(kh):
+                for kx in range(kw):
+                    rows = slice(ky * dh, ky * dh + (ho - 1) * sh + 1, sh)
+                    cols = slice(kx * dw, kx * dw + (wo - 1) * sw + 1, sw)
+                    window = padded[:, rows, cols]
+                    out = window.clone() if out is None else combine(out, window)
+            return out
+
+        any_set = pooled(0, torch.Tensor.bitwise_or_)
         if self.and_words is None:
             return any_set
+        all_set = pooled(-1, torch.Tensor.bitwise_and_)
         return (any_set & ~self.and_words) | (all_set & self.and_words)
