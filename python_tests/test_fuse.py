@@ -36,11 +36,20 @@ def assert_fused_equal(model: nn.Module, x: torch.Tensor, packed_layers: int) ->
     return fused
 
 
+@pytest.mark.parametrize("scales", ["any sign", "positive"])
 @pytest.mark.parametrize("frozen", [False, True])
-def test_xnor_vgg_s_equals_unfused(frozen):
+def test_xnor_vgg_s_equals_unfused(frozen, scales):
     torch.manual_seed(0)
-    model = ek.convert(vgg_s(8, 96, binary_inputs=True, fc_width=70), "xnor", freeze=frozen)
-    fused = assert_fused_equal(randomize_norms(model), torch.randn(3, 3, 96, 96), 6)
+    model = randomize_norms(
+        ek.convert(vgg_s(8, 96, binary_inputs=True, fc_width=70), "xnor", freeze=frozen))
+    if scales == "positive":
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.data = m.weight.data.abs() + 0.1
+    fused = assert_fused_equal(model, torch.randn(3, 3, 96, 96), 6)
+    # pools take the AND pass only where a scale after them is negative
+    with_and = [m.and_words is not None for m in fused if isinstance(m, PackedMaxPool2d)]
+    assert with_and == ([True] * 3 if scales == "any sign" else [False] * 3)
     kinds = [type(m).__name__ for m in fused]
     # conv1 (float) -> its BatchNorm, ReLU, pool, conv2's BatchNorm and sign as one interval
     # test and a pool on bits -> conv2 -> pool -> conv3 -> conv4 -> conv5 -> pool -> fc6 -> fc7:
