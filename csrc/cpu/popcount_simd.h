@@ -25,13 +25,17 @@ inline __m512i reduce8_epi64(const __m512i* v) {
                           _mm512_shuffle_i64x2(u[0], u[1], 0xDD));
 }
 
+// The popcount of each 4-bit value, twice: the table of a vpshufb lookup in each 128-bit lane.
+alignas(32) inline constexpr uint8_t kNibbleCounts[32] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2,
+                                                          3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2,
+                                                          2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
+
 // Per-byte popcount of a 256-bit vector split into its nibbles (lo: the low nibble of each
 // byte, hi: the high one, each 0..15) by table lookup (AVX2 has no vpopcnt): each byte of the
 // result is 0..8, so 31 of them can be summed bytewise before any byte overflows.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
 __m256i popcount_nibbles_avx2(__m256i lo, __m256i hi) {
-  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
-                                       2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i lut = _mm256_load_si256(reinterpret_cast<const __m256i*>(kNibbleCounts));
   return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
 }
 

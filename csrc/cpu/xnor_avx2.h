@@ -221,6 +221,9 @@ constexpr int64_t kPanelPassWords = 31;
 // they save is negligible there.
 constexpr int64_t kPanelMaxWords = 8 * 1024;
 
+// Vectors of one panel tile: 2 (low, high) per group and 64-bit word of the padded row.
+inline int64_t panel_tile_vectors(int64_t chunks) { return chunks * 4 * kPanelGroups * 2; }
+
 // [r0[w], r1[w], r2[w], r3[w]] into r[w]: a 4 x 4 transpose of 64-bit words.
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET) EMOKERNELS_ALWAYS_INLINE
 void transpose4x64_avx2(__m256i (&r)[4]) {
@@ -241,7 +244,7 @@ inline void split_panels_avx2(const XnorProblem& p, int64_t first, int64_t count
   const int64_t groups = (count + kPanelNR - 1) / kPanelNR * kPanelGroups;
   for (int64_t group = 0; group < groups; ++group) {
     const int g = static_cast<int>(group % kPanelGroups);
-    __m256i* dst = out + (group / kPanelGroups) * chunks * 4 * kPanelGroups * 2 + g * 2;
+    __m256i* dst = out + (group / kPanelGroups) * panel_tile_vectors(chunks) + g * 2;
     const int64_t cols = std::min<int64_t>(kPanelCols, count - group * kPanelCols);
     const auto rows = tile_rows<uint32_t, kPanelCols>(p.b, first + group * kPanelCols,
                                                      static_cast<int>(std::max<int64_t>(cols, 1)),
@@ -263,10 +266,6 @@ inline void split_panels_avx2(const XnorProblem& p, int64_t first, int64_t count
     }
   }
 }
-
-alignas(32) inline constexpr uint8_t kNibbleCounts[32] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2,
-                                                          3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2,
-                                                          2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
 
 // One group of a panel word against the 2 rows: a pair's step, XOR + XOR + 2 lookups + 2 adds.
 #define EMOKERNELS_PANEL_GROUP(G, ACC0, ACC1)                 \
@@ -377,7 +376,7 @@ inline void panel_strip_avx2(const XnorProblem& p, const uint64_t* a, const __m2
   const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kPanelNR) {
     const int n_valid = static_cast<int>(std::min<int64_t>(kPanelNR, n_end - n0));
-    const __m256i* tile = panels + (n0 - n_begin) / kPanelNR * chunks * 4 * kPanelGroups * 2;
+    const __m256i* tile = panels + (n0 - n_begin) / kPanelNR * panel_tile_vectors(chunks);
     __m256i total[MR][kPanelGroups];
     for (auto& row : total)
       for (auto& v : row) v = _mm256_setzero_si256();
@@ -419,12 +418,12 @@ inline void run_split_avx2(const XnorProblem& p) {
   parallel_strip_workers(
       p.m, p.n, kAvx2MR, kPanelNR, split_row * static_cast<int64_t>(sizeof(__m256i)),
       [&] {
-        return [&p, split_row, a = std::vector<Vector256>(kAvx2MR * split_row),
+        return [&p, chunks, a = std::vector<Vector256>(kAvx2MR * split_row),
                 b = std::vector<Vector256>(), b_begin = int64_t{-1}](
                    int64_t m0, int m_count, int64_t n_begin, int64_t n_end) mutable {
           if (n_begin != b_begin) {
-            const int64_t cols = (n_end - n_begin + kPanelNR - 1) / kPanelNR * kPanelNR;
-            b.resize(cols * split_row);
+            const int64_t tiles = (n_end - n_begin + kPanelNR - 1) / kPanelNR;
+            b.resize(tiles * panel_tile_vectors(chunks));
             split_panels_avx2(p, n_begin, n_end - n_begin, vectors(b));
             b_begin = n_begin;
           }
