@@ -9,11 +9,15 @@ from .conftest import signs
 # empty panel groups, one chunk, passes of byte sums over 31 64-bit words (exactly one at k =
 # 1984, one and a word at 1985, two at 3968, five at 9000, an odd count of 32-bit words at
 # 2080), several column blocks (80 + 50 columns and 4 x 112 + 53 at k = 9000); fewer columns
-# or rows past 8192 words take the packed rows.
+# or rows past 8192 words take the packed rows. On AVX-512, 16+ rows and 32+ columns take the
+# panels of 6 x 32 tiles: row tails, column tails inside a tile's vectors and past them, an odd
+# count of 32-bit words (1000, 2080, 9000 bits), chunk tails, rows at the panels' limit of 1024
+# 64-bit words (65536 bits) and just past it (the packed rows).
 SHAPES = [(1, 1, 1), (1, 9, 33), (2, 3, 31), (5, 7, 64), (13, 17, 100), (3, 8, 512), (4, 8, 527),
           (29, 45, 1000), (64, 40, 2304), (7, 70, 4111), (16, 3, 17), (17, 21, 256),
           (17, 33, 1984), (16, 16, 1985), (18, 40, 3968), (21, 48, 2080),
-          (35, 130, 9000), (18, 501, 9000), (16, 17, 262200)]
+          (35, 130, 9000), (18, 501, 9000), (16, 17, 262200),
+          (17, 33, 65536), (16, 32, 65568)]
 
 
 def reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -9,22 +9,50 @@
 namespace emokernels {
 namespace xnor {
 
+// The output a problem writes: fixed per call, so that a tile's epilogue can be compiled for
+// it instead of testing it at every store.
+enum class XnorOut { Int32, Float, Bits };
+
+inline XnorOut xnor_out(const XnorProblem& p) {
+  return p.out_bits != nullptr ? XnorOut::Bits
+         : p.out_f32 != nullptr ? XnorOut::Float
+                                : XnorOut::Int32;
+}
+
+// Writes the dots of outputs (m, n0 .. n0 + 8) under `valid`, as store_row does, for a
+// problem whose output is Out.
+template <XnorOut Out>
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
-void store_row_avx512(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, __m256i dot,
-                      __mmask8 valid, int n_valid) {
-  if (p.out_bits != nullptr) {
-    alignas(32) int32_t dots[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(dots), dot);
-    return store_row(p, m, r, n0, dots, n_valid);
+void store_dots_avx512(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, __m256i dot,
+                       __mmask8 valid) {
+  if constexpr (Out == XnorOut::Int32) {
+    return _mm256_mask_storeu_epi32(p.out_i32 + m * p.n + n0, valid, dot);
   }
-  if (p.out_f32 == nullptr) return _mm256_mask_storeu_epi32(p.out_i32 + m * p.n + n0, valid, dot);
   if (p.offset) {
     const int32_t* offset = p.offset + r * p.n + n0;
     dot = _mm256_add_epi32(dot, _mm256_maskz_loadu_epi32(valid, offset));
   }
+  if constexpr (Out == XnorOut::Bits) {  // sign_bit: lower[n] <= dot <= upper[n]
+    const __mmask8 inside = _mm256_mask_cmple_epi32_mask(
+        _mm256_mask_cmpge_epi32_mask(valid, dot, _mm256_maskz_loadu_epi32(valid, p.bounds + n0)),
+        dot, _mm256_maskz_loadu_epi32(valid, p.bounds + p.n + n0));
+    p.out_bits[m * p.out_words + n0 / 32] |= static_cast<uint32_t>(inside) << (n0 % 32);
+    return;
+  }
   __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_maskz_loadu_ps(valid, p.scale + n0));
   if (p.bias) v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(valid, p.bias + n0));
   _mm256_mask_storeu_ps(p.out_f32 + m * p.n + n0, valid, v);
+}
+
+// store_dots_avx512 for whichever output p writes.
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
+void store_row_avx512(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, __m256i dot,
+                      __mmask8 valid) {
+  switch (xnor_out(p)) {
+    case XnorOut::Int32: return store_dots_avx512<XnorOut::Int32>(p, m, r, n0, dot, valid);
+    case XnorOut::Float: return store_dots_avx512<XnorOut::Float>(p, m, r, n0, dot, valid);
+    case XnorOut::Bits: return store_dots_avx512<XnorOut::Bits>(p, m, r, n0, dot, valid);
+  }
 }
 
 // 3 x 8 tile: 24 accumulators + 3 A vectors + 1 B vector stay in the 32 zmm registers.
@@ -83,7 +111,7 @@ void strip_avx512(const XnorProblem& p, const uint32_t* const* arows, int64_t m0
       const __m512i diff = reduce8_epi64(acc[i]);
       const __m256i dot =
           _mm512_cvtepi64_epi32(_mm512_sub_epi64(k_vec, _mm512_slli_epi64(diff, 1)));
-      store_row_avx512(p, m0 + i, r[i], n0, dot, store, n_valid);
+      store_row_avx512(p, m0 + i, r[i], n0, dot, store);
     }
   }
 }

@@ -5,6 +5,7 @@
 #include "paths.h"
 #include "xnor_avx2.h"
 #include "xnor_avx512.h"
+#include "xnor_avx512_panels.h"
 #include "xnor_strip.h"
 
 namespace emokernels {
@@ -43,6 +44,9 @@ inline void run_xnor(const XnorProblem& p) {
     case XnorPath::Avx512:
       if (p.m == 1) return run_strips<1, kAvx512NR, strip_avx512<1>>(p);
       if (p.m == 2) return run_strips<2, kAvx512NR, strip_avx512<2>>(p);
+      if (p.m >= kPanel512MinRows && p.n >= kPanel512NR && words64(p) <= kPanel512MaxWords) {
+        return run_panels_avx512(p);
+      }
       run_strips<kAvx512MR, kAvx512NR, strip_avx512<kAvx512MR>>(p);
       break;
     case XnorPath::Avx2:
