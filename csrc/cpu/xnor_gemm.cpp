@@ -6,6 +6,7 @@
 
 #include "../ops/xnor_gemm_checks.h"
 #include "../ops/xnor_problem.h"
+#include "huge_pages.h"
 #include "xnor_kernels.h"
 
 namespace emokernels {
@@ -15,6 +16,7 @@ at::Tensor xnor_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, int64_t
   at::Tensor out = at::empty(xnor_gemm_output_shape(a_in, b_in, k), a_in.options());
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
   if (out.numel() == 0) return out;
+  advise_huge_pages(out.data_ptr(), out.nbytes());
   xnor::XnorProblem p = make_xnor_problem(a, b, k);
   p.out_i32 = out.data_ptr<int32_t>();
   xnor::run_xnor(p);

@@ -5,6 +5,7 @@
 
 #include "../ops/xnor_gemm_scaled_checks.h"
 #include "../ops/xnor_problem.h"
+#include "huge_pages.h"
 #include "xnor_kernels.h"
 
 namespace emokernels {
@@ -21,6 +22,7 @@ at::Tensor xnor_gemm_scaled_cpu(const at::Tensor& a_in, const at::Tensor& b_in, 
   const at::Tensor offset = offset_in.has_value() ? offset_in->contiguous() : at::Tensor();
   at::Tensor out = at::empty(shape, a.options().dtype(at::kFloat));
   if (out.numel() == 0) return out;
+  advise_huge_pages(out.data_ptr(), out.nbytes());
   xnor::XnorProblem p = make_xnor_problem(a, b, k);
   set_xnor_epilogue(p, out, scale, bias, offset);
   xnor::run_xnor(p);
