@@ -28,8 +28,9 @@ Loop popcount_loop() {
       return {[](int64_t n) { return static_cast<double>(roof::popcount_avx512(n)); },
               24.0 * 512, "avx512-vpopcntdq: 3x8 tile of xor + vpopcntq + add"};
     case XnorPath::Avx2:
-      return {[](int64_t n) { return static_cast<double>(roof::popcount_avx2(n)); }, 8.0 * 256,
-              "avx2: 2x4 tile of 2 xor + 2 nibble lookups + 2 bytewise adds (split rows)"};
+      return {[](int64_t n) { return static_cast<double>(roof::popcount_avx2(n)); },
+              2.0 * roof::kRoofAvx2Cols * 256,
+              "avx2: 2x3 tile of 2 xor + 2 nibble lookups + 2 bytewise adds (split rows)"};
     case XnorPath::Portable:
       break;
   }

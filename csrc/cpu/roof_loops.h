@@ -39,38 +39,96 @@ inline int64_t popcount_avx512(int64_t iterations) {
   return total;
 }
 
-// xnor_gemm's AVX2 step on rows split into nibbles (the kernel's for 16+ rows): a 2 x 4 tile
+// xnor_gemm's AVX2 step on rows split into nibbles (the kernel's for 16+ rows): a 2 x 3 tile
 // of two XORs + two nibble lookups + two bytewise adds, 256 bits per pair (the kernel's rare
-// widening of the byte sums is left out). Binary MACs done: iterations * 8 * 256.
+// widening of the byte sums is left out). 2 x 3, not the kernel's 2 x 4: without loads both
+// nibbles of B take registers too. Registers assigned by hand, as in the kernel: compiled from
+// intrinsics, GCC kept accumulators in memory and the roof read low. Binary MACs done:
+// iterations * 6 * 256.
+constexpr int kRoofAvx2Cols = 3;
+
+// Column J of the tile: row 0 (nibbles in ymm8, ymm9) into accumulator J, row 1 (ymm10,
+// ymm11) into accumulator J + 3; B's nibbles in ymm6, ymm7, the table in ymm12.
+#define EMOKERNELS_ROOF_AVX2_COLUMN(J, J3)         \
+  "vpxor %%ymm6, %%ymm8, %%ymm13\n\t"              \
+  "vpxor %%ymm7, %%ymm9, %%ymm14\n\t"              \
+  "vpshufb %%ymm13, %%ymm12, %%ymm13\n\t"          \
+  "vpshufb %%ymm14, %%ymm12, %%ymm14\n\t"          \
+  "vpaddb %%ymm13, %%ymm14, %%ymm14\n\t"           \
+  "vpaddb %%ymm14, %%ymm" #J ", %%ymm" #J "\n\t"   \
+  "vpxor %%ymm6, %%ymm10, %%ymm13\n\t"             \
+  "vpxor %%ymm7, %%ymm11, %%ymm15\n\t"             \
+  "vpshufb %%ymm13, %%ymm12, %%ymm13\n\t"          \
+  "vpshufb %%ymm15, %%ymm12, %%ymm15\n\t"          \
+  "vpaddb %%ymm13, %%ymm15, %%ymm15\n\t"           \
+  "vpaddb %%ymm15, %%ymm" #J3 ", %%ymm" #J3 "\n\t"
+
 EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
 inline int64_t popcount_avx2(int64_t iterations) {
-  __m256i acc[2][4];
-  for (auto& row : acc)
-    for (auto& v : row) v = _mm256_setzero_si256();
-  __m256i lo[2] = {_mm256_set1_epi8(0x0d), _mm256_set1_epi8(0x06)};
-  __m256i hi[2] = {_mm256_set1_epi8(0x03), _mm256_set1_epi8(0x0e)};
-  __m256i blo = _mm256_set1_epi8(0x05), bhi = _mm256_set1_epi8(0x0a);
-  for (int64_t it = 0; it < iterations; ++it) {
-    for (int i = 0; i < 2; ++i) {
-      EMOKERNELS_OPAQUE(lo[i], "x");
-      EMOKERNELS_OPAQUE(hi[i], "x");
-    }
-    for (int j = 0; j < 4; ++j) {
-      EMOKERNELS_OPAQUE(blo, "x");
-      EMOKERNELS_OPAQUE(bhi, "x");
+  alignas(32) static constexpr uint8_t kOperands[7][32] = {
+      {0x0d}, {0x03}, {0x06}, {0x0e}, {0x05}, {0x0a}, {}};  // A lo/hi x 2, B lo/hi, zero
+  alignas(32) int64_t lanes[4];
+#ifdef EMOKERNELS_EMULATE_SIMD
+  // The test-only emulated build is portable C++: the same values, without the assembly.
+  const __m256i lut = _mm256_load_si256(reinterpret_cast<const __m256i*>(kNibbleCounts));
+  __m256i acc[2][kRoofAvx2Cols] = {};
+  const auto operand = [&](int i) {
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(kOperands[i]));
+  };
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int j = 0; j < kRoofAvx2Cols; ++j)
       for (int i = 0; i < 2; ++i) {
-        acc[i][j] = _mm256_add_epi8(acc[i][j], popcount_nibbles_avx2(_mm256_xor_si256(lo[i], blo),
-                                                                     _mm256_xor_si256(hi[i], bhi)));
+        const __m256i lo = _mm256_xor_si256(operand(2 * i), operand(4));
+        const __m256i hi = _mm256_xor_si256(operand(2 * i + 1), operand(5));
+        acc[i][j] = _mm256_add_epi8(acc[i][j], _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo),
+                                                               _mm256_shuffle_epi8(lut, hi)));
       }
-    }
-  }
   __m256i sum = _mm256_setzero_si256();  // wrapped byte sums: a value to keep, not a count
   for (auto& row : acc)
     for (auto& v : row) sum = _mm256_add_epi64(sum, sum_bytes_avx2(v));
-  alignas(32) int64_t lanes[4];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum);
+#else
+  if (iterations > 0) {
+    __asm__ volatile(
+        "vmovdqa %[lut], %%ymm12\n\t"
+        "vmovdqa 0(%[ops]), %%ymm8\n\t"
+        "vmovdqa 32(%[ops]), %%ymm9\n\t"
+        "vmovdqa 64(%[ops]), %%ymm10\n\t"
+        "vmovdqa 96(%[ops]), %%ymm11\n\t"
+        "vmovdqa 128(%[ops]), %%ymm6\n\t"
+        "vmovdqa 160(%[ops]), %%ymm7\n\t"
+        "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+        "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+        "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+        "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+        "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+        "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+        "1:\n\t"
+        EMOKERNELS_ROOF_AVX2_COLUMN(0, 3)
+        EMOKERNELS_ROOF_AVX2_COLUMN(1, 4)
+        EMOKERNELS_ROOF_AVX2_COLUMN(2, 5)
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        // wrapped byte sums: a value to keep, not a count
+        "vpxor %%ymm13, %%ymm13, %%ymm13\n\t"
+        "vpaddb %%ymm1, %%ymm0, %%ymm0\n\t"
+        "vpaddb %%ymm2, %%ymm0, %%ymm0\n\t"
+        "vpaddb %%ymm3, %%ymm0, %%ymm0\n\t"
+        "vpaddb %%ymm4, %%ymm0, %%ymm0\n\t"
+        "vpaddb %%ymm5, %%ymm0, %%ymm0\n\t"
+        "vpsadbw %%ymm13, %%ymm0, %%ymm0\n\t"
+        "vmovdqa %%ymm0, %[lanes]\n\t"
+        : [n] "+r"(iterations), [lanes] "=m"(lanes)
+        : [lut] "m"(kNibbleCounts), [ops] "r"(kOperands)
+        : "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+          "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+  } else {
+    lanes[0] = lanes[1] = lanes[2] = lanes[3] = 0;
+  }
+#endif
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
+#undef EMOKERNELS_ROOF_AVX2_COLUMN
 
 // The portable step, as the portable kernel does it: 32-bit XOR + popcount + add on 8
 // accumulators. Binary MACs done: iterations * 8 * 32.
@@ -108,6 +166,8 @@ inline float fma_avx512(int64_t iterations) {
   __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
   for (int64_t it = 0; it < iterations; ++it) {
     EMOKERNELS_OPAQUE(a, "v");
+    // Unrolled by hand: GCC's default limit (16) leaves the 24 accumulators in memory.
+#pragma GCC unroll 24
     for (auto& v : acc) v = _mm512_fmadd_ps(a, b, v);
   }
   __m512 sum = _mm512_setzero_ps();
@@ -128,6 +188,7 @@ inline float fma_avx2(int64_t iterations) {
   __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-3f);
   for (int64_t it = 0; it < iterations; ++it) {
     EMOKERNELS_OPAQUE(a, "x");
+#pragma GCC unroll 12
     for (auto& v : acc) v = _mm256_fmadd_ps(a, b, v);
   }
   __m256 sum = _mm256_setzero_ps();
