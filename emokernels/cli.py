@@ -16,7 +16,7 @@ CPU_ISAS = ("auto", "avx512", "avx2", "portable")
 # What the kernel path of each op depends on: (label, dtype, m rows, n columns, channels).
 KERNEL_CASES = {
     "pack_bits": [("float32", "float32", 1, 1, 1), ("other dtypes", "bfloat16", 1, 1, 1)],
-    "pack_channels": [("float32 NCHW", "float32", 1, 1, 1)],
+    "pack_channels": [("float32 NCHW or channels-last", "float32", 1, 1, 1)],
     "xnor_gemm": [("int32", "int32", 1, 1, 1)],
     "bwn_gemm": [("float32 M<8 (batch 1)", "float32", 1, 4096, 1),
                  ("float32 M 8-15", "float32", 12, 4096, 1),

@@ -90,16 +90,23 @@ class Comparison:
 
 
 def compare_seconds(baseline: Callable[[], object], candidate: Callable[[], object],
-                    rounds: int = 5, warmup: int = 1,
+                    rounds: int = 5, warmup: int = 1, settle: int = 0,
                     device: str | torch.device = "cpu") -> Comparison:
     """Times ``baseline()`` and ``candidate()`` alternately, ``rounds`` calls each.
 
     Each round times both back to back, and the order alternates (AB, BA, AB, ...), so that a
     slow spell of a shared machine hits both sides of a round and drift favours neither; a
-    ratio is taken within each round. ``warmup`` untimed calls of each come first.
+    ratio is taken within each round. ``warmup`` untimed calls of each come first. ``settle``
+    untimed calls of a side precede each of its timed calls: its timed call then finds the
+    caches as its own repeated use leaves them (the steady state of a model serving requests),
+    not as the other side left them (with 0, a model whose weights fit in cache is timed cold
+    after one whose weights do not).
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if settle < 0:
+        raise ValueError(f"settle must be >= 0, got {settle}")
+    fns = baseline, candidate
     timers = _timer(baseline, device), _timer(candidate, device)
     for _ in range(warmup):
         baseline()
@@ -108,5 +115,8 @@ def compare_seconds(baseline: Callable[[], object], candidate: Callable[[], obje
     times: tuple[list[float], list[float]] = ([], [])
     for r in range(rounds):
         for side in ((0, 1) if r % 2 == 0 else (1, 0)):
+            for _ in range(settle):
+                fns[side]()
+            _sync(device)
             times[side].append(timers[side]())
     return Comparison(*times)

@@ -35,6 +35,28 @@ def test_compare_seconds_alternates_and_times_each_side():
         compare_seconds(slow, fast, rounds=0)
 
 
+def test_compare_seconds_settles_each_side_before_its_timed_call():
+    calls = []
+
+    def side(tag: str, first: float, later: float):
+        def fn():
+            # slow on a call that follows the other side's (cold), fast on a repeat (warm)
+            cold = not calls or calls[-1] != tag
+            calls.append(tag)
+            time.sleep(first if cold else later)
+        return fn
+
+    c = compare_seconds(side("b", 0.03, 0.02), side("c", 0.03, 0.001), rounds=2, warmup=0,
+                        settle=1)
+    assert calls == ["b", "b", "c", "c", "c", "c", "b", "b"]  # each timed call is a repeat
+    assert max(c.candidate_s) < 0.015 and min(c.baseline_s) >= 0.02
+    calls.clear()
+    c = compare_seconds(side("b", 0.03, 0.02), side("c", 0.03, 0.001), rounds=2, warmup=0)
+    assert c.candidate_s[0] >= 0.03  # right after the baseline's call: cold
+    with pytest.raises(ValueError, match="settle"):
+        compare_seconds(side("b", 0, 0), side("c", 0, 0), settle=-1)
+
+
 def test_duration_text():
     assert [duration(s) for s in (0, 42.4, 185, 3725)] == ["0s", "42s", "3m05s", "1h02m"]
 

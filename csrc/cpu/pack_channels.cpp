@@ -1,7 +1,7 @@
 // pack_channels on the CPU: per-channel interval tests of a float32 [B, C, H, W] map, packed
 // into channels-last words int32 [B, H, W, ceil(C / 32)]. An NCHW map (what a float
 // convolution writes) is packed in place, 8 pixels at a time: transposing it to channels-last
-// first would cost more than the packing.
+// first would cost more than the packing; a channels-last map 8 channels at a time.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -57,18 +57,45 @@ void nchw_words_avx2(const PackChannelsProblem& p, int64_t b, int64_t w, int64_t
   nchw_words_portable(p, b, w, begin + 8 * vectors, end);
 }
 
+// Channels [from, to) of a channels-last row, bit j of the result for channel first + j.
+uint32_t nhwc_bits_portable(const PackChannelsProblem& p, const float* row, int64_t first,
+                            int64_t from, int64_t to) {
+  uint32_t word = 0;
+  for (int64_t c = from; c < to; ++c) {
+    word |= static_cast<uint32_t>(pack::in_interval(row[c], p.lower[c], p.upper[c]))
+            << (c - first);
+  }
+  return word;
+}
+
 // Rows [begin, end) of a channels-last map ([rows, C]).
-void nhwc_rows(const PackChannelsProblem& p, int64_t begin, int64_t end) {
+void nhwc_rows_portable(const PackChannelsProblem& p, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    for (int64_t w = 0; w < p.words; ++w) {
+      p.out[r * p.words + w] = nhwc_bits_portable(p, p.x + r * p.channels, 32 * w, 32 * w,
+                                                  std::min<int64_t>(p.channels, 32 * w + 32));
+    }
+  }
+}
+
+// The same, 8 channels a compare (a channel run is contiguous here); the channels past the
+// last whole 8 of a word one by one.
+EMOKERNELS_TARGET(EMOKERNELS_AVX2_TARGET)
+void nhwc_rows_avx2(const PackChannelsProblem& p, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) {
     const float* row = p.x + r * p.channels;
     for (int64_t w = 0; w < p.words; ++w) {
-      const int64_t count = std::min<int64_t>(32, p.channels - 32 * w);
+      const int64_t first = 32 * w, last = std::min<int64_t>(p.channels, first + 32);
+      const int64_t groups = (last - first) / 8;
       uint32_t word = 0;
-      for (int64_t j = 0; j < count; ++j) {
-        const int64_t c = 32 * w + j;
-        word |= static_cast<uint32_t>(pack::in_interval(row[c], p.lower[c], p.upper[c])) << j;
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t c = first + 8 * g;
+        const __m256 x = _mm256_loadu_ps(row + c);
+        const __m256 in = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_loadu_ps(p.lower + c), _CMP_GE_OQ),
+                                        _mm256_cmp_ps(x, _mm256_loadu_ps(p.upper + c), _CMP_LE_OQ));
+        word |= static_cast<uint32_t>(_mm256_movemask_ps(in)) << (8 * g);
       }
-      p.out[r * p.words + w] = word;
+      p.out[r * p.words + w] = word | nhwc_bits_portable(p, row, first, first + 8 * groups, last);
     }
   }
 }
@@ -84,15 +111,18 @@ at::Tensor pack_channels_cpu(const at::Tensor& x_in, const at::Tensor& lower_in,
   PackChannelsProblem p{x.data_ptr<float>(), lower.data_ptr<float>(), upper.data_ptr<float>(),
                         reinterpret_cast<uint32_t*>(out.data_ptr<int32_t>()), x.size(0),
                         x.size(1), x.size(2) * x.size(3), shape[3]};
+  const bool avx2 = pack_channels_path() == PackPath::Avx2;
   if (channels_last) {
     at::parallel_for(0, p.batch * p.pixels, std::max<int64_t>(1, 32768 / p.channels),
-                     [&](int64_t begin, int64_t end) { nhwc_rows(p, begin, end); });
+                     [&](int64_t begin, int64_t end) {
+                       if (avx2) return nhwc_rows_avx2(p, begin, end);
+                       nhwc_rows_portable(p, begin, end);
+                     });
     return out;
   }
   // Tasks of up to kPackBlock pixels of one (image, word).
   constexpr int64_t kPixels = kPackBlock;
   const int64_t blocks = (p.pixels + kPixels - 1) / kPixels;
-  const bool avx2 = pack_channels_path() == PackPath::Avx2;
   at::parallel_for(0, p.batch * p.words * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t block = t % blocks, w = (t / blocks) % p.words, b = t / (blocks * p.words);

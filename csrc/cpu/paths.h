@@ -18,8 +18,8 @@ inline PackPath pack_bits_path(bool float32) {
   return PackPath::Portable;
 }
 
-// pack_channels: AVX2 compares of 8 pixels of an NCHW map (also on AVX-512 machines: the
-// packing is bound by reading the map); channels-last maps are packed one value at a time.
+// pack_channels: AVX2 compares of 8 pixels of an NCHW map or 8 channels of a channels-last
+// one (also on AVX-512 machines: the packing is bound by reading the map).
 inline PackPath pack_channels_path() {
   return cpu_can_run(kAvx2Features) ? PackPath::Avx2 : PackPath::Portable;
 }
