@@ -1,7 +1,8 @@
 """Shared parts of the benchmark scripts: device choice, timing, environment header, table, JSON.
 
-CPU results go to ``results/<name>.cpu-<cpu model>.json``, CUDA results to
-``results/<name>.cuda-<gpu model>.json``, so runs on different machines sit side by side.
+CPU results go to ``results/<name>.cpu-<cpu model>-<kernel path>.json`` (a VM may name two
+generations of a CPU alike: "AMD EPYC" here was both an AVX2 and an AVX-512 core), CUDA results
+to ``results/<name>.cuda-<gpu model>.json``, so runs on different machines sit side by side.
 """
 
 from __future__ import annotations
@@ -229,7 +230,8 @@ def report(name: str, title: str, columns: list[tuple[str, str, str]], rows: lis
     for note in notes:
         print(f"# {note}")
     os.makedirs(RESULTS, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", env["device"].lower()).strip("-")
+    tag = env["device"] if is_cuda(device) else f"{env['device']} {env['cpu_path']}"
+    slug = re.sub(r"[^a-z0-9]+", "-", tag.lower()).strip("-")
     path = os.path.join(RESULTS, f"{name}.{torch.device(device).type}-{slug}.json")
     result = {"benchmark": name, "environment": env, "rows": rows}
     if notes:
