@@ -37,10 +37,10 @@ EMOKERNELS_LIBRARY(m) {
   m.def("xnor_gemm(Tensor a_bits, Tensor b_bits, int k) -> Tensor");
   m.def(
       "xnor_gemm_scaled(Tensor a_bits, Tensor b_bits, int k, Tensor scale, Tensor? bias=None, "
-      "Tensor? offset=None) -> Tensor");
+      "Tensor? offset=None, Tensor? offset_index=None) -> Tensor");
   m.def(
-      "xnor_gemm_sign(Tensor a_bits, Tensor b_bits, int k, Tensor bounds, Tensor? offset=None) "
-      "-> Tensor");
+      "xnor_gemm_sign(Tensor a_bits, Tensor b_bits, int k, Tensor bounds, Tensor? offset=None, "
+      "Tensor? offset_index=None) -> Tensor");
   m.def("bwn_gemm(Tensor x, Tensor w_bits, Tensor alpha, int k) -> Tensor");
   m.def(
       "bwn_conv2d(Tensor x, Tensor w_bits, Tensor alpha, int[2] kernel_size, int[2] stride, "

@@ -55,7 +55,8 @@ BUCKET_GRAD = _struct([("grad", _PTR), ("x", _PTR), ("w", HASHED_PROBLEM), ("out
 XNOR_PROBLEM = _struct([("a", _PTR), ("b", _PTR), ("m", _I64), ("n", _I64),
                         ("row_words", _I64), ("k", _I64), ("last_mask", _U32),
                         ("out_i32", _PTR), ("out_f32", _PTR), ("scale", _PTR), ("bias", _PTR),
-                        ("offset", _PTR), ("offset_rows", _I64), ("out_bits", _PTR),
+                        ("offset", _PTR), ("offset_rows", _I64), ("offset_index", _PTR),
+                        ("out_bits", _PTR),
                         ("bounds", _PTR), ("out_words", _I64)])
 PACK_CHANNELS_PROBLEM = _struct([("x", _PTR), ("lower", _PTR), ("upper", _PTR), ("out", _PTR),
                                  ("batch", _I64), ("channels", _I64), ("pixels", _I64),
@@ -213,28 +214,45 @@ def xnor_gemm(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def xnor_gemm_scaled(a, b, k: int, scale, bias=None, offset=None) -> torch.Tensor:
-    shape = _checks.xnor_gemm_scaled_output_shape(a, b, k, scale, bias, offset)
+def _offset_fields(offset, offset_index, op: str) -> tuple[dict, tuple]:
+    """The XnorProblem fields of a checked offset and row index, and the contiguous tensors
+    they point into (to keep until the launch); the index's entries are checked here, as the
+    C++ ops do: the kernels read through them."""
+    if offset is None:
+        return {}, ()
+    offset = offset.contiguous()
+    fields = {"offset": _ptr(offset), "offset_rows": offset.shape[0]}
+    if offset_index is not None:
+        offset_index = offset_index.contiguous()
+        low, high = torch.aminmax(offset_index)
+        torch._check(int(low) >= 0 and int(high) < offset.shape[0],
+                     lambda: f"{op}: offset_index entries must be in [0, {offset.shape[0]}) "
+                             "(offset's rows)")
+        fields.update(offset_index=_ptr(offset_index), offset_rows=offset_index.shape[0])
+    return fields, (offset, offset_index)
+
+
+def xnor_gemm_scaled(a, b, k: int, scale, bias=None, offset=None,
+                     offset_index=None) -> torch.Tensor:
+    shape = _checks.xnor_gemm_scaled_output_shape(a, b, k, scale, bias, offset, offset_index)
     out = torch.empty(shape, dtype=torch.float32, device=a.device)
+    fields, _keep = _offset_fields(offset, offset_index, "xnor_gemm_scaled")
     if out.numel():
         scale = scale.contiguous()
         bias = None if bias is None else bias.contiguous()
-        offset = None if offset is None else offset.contiguous()
         _run_xnor(a.contiguous(), b.contiguous(), k, True, out_f32=_ptr(out),
-                  scale=_ptr(scale), bias=_ptr(bias), offset=_ptr(offset),
-                  offset_rows=1 if offset is None else offset.shape[0])
+                  scale=_ptr(scale), bias=_ptr(bias), **fields)
     return out
 
 
-def xnor_gemm_sign(a, b, k: int, bounds, offset=None) -> torch.Tensor:
-    shape = _checks.xnor_gemm_sign_output_shape(a, b, k, bounds, offset)
+def xnor_gemm_sign(a, b, k: int, bounds, offset=None, offset_index=None) -> torch.Tensor:
+    shape = _checks.xnor_gemm_sign_output_shape(a, b, k, bounds, offset, offset_index)
     out = torch.zeros(shape, dtype=torch.int32, device=a.device)
+    fields, _keep = _offset_fields(offset, offset_index, "xnor_gemm_sign")
     if out.numel():
         bounds = bounds.contiguous()
-        offset = None if offset is None else offset.contiguous()
         _run_xnor(a.contiguous(), b.contiguous(), k, True, out_bits=_ptr(out),
-                  out_words=shape[1], bounds=_ptr(bounds), offset=_ptr(offset),
-                  offset_rows=1 if offset is None else offset.shape[0])
+                  out_words=shape[1], bounds=_ptr(bounds), **fields)
     return out
 
 

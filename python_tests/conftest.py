@@ -61,3 +61,17 @@ def signs(x: torch.Tensor) -> torch.Tensor:
 def with_arg(args: list, index: int, value) -> list:
     """``args`` with argument ``index`` replaced by ``value`` (a bad-input case)."""
     return [value if i == index else a for i, a in enumerate(args)]
+
+
+def random_offset(rows, m: int, n: int, high: int):
+    """A fused XNOR GEMM's offset: ``(offset, offset_index, full)`` for rows None (none), 1,
+    "m" (a row each) or "indexed" (a table of 3 rows picked by a random index of m rows);
+    ``full`` is the [P, n] offset the op must add."""
+    if rows is None:
+        return None, None, None
+    if rows == "indexed":
+        table = torch.randint(-high, high, (3, n), dtype=torch.int32)
+        index = torch.randint(0, 3, (m,), dtype=torch.int32)
+        return table, index, table[index.long()]
+    offset = torch.randint(-high, high, (m if rows == "m" else rows, n), dtype=torch.int32)
+    return offset, None, offset

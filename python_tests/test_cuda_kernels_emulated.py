@@ -88,13 +88,16 @@ def test_xnor_gemm_scaled_and_sign(cuda_ops, xnor_path, m, n, k):
     assert torch.equal(cuda_ops.xnor_gemm(a, b, k), portable(ops.xnor_gemm, a, b, k))
     scale, bias = torch.randn(n), torch.randn(n)
     offset = torch.randint(-9, 9, (1, n), dtype=torch.int32)
-    for args in [(scale, None, None), (scale, bias, None), (scale, bias, offset)]:
+    table = torch.randint(-9, 9, (3, n), dtype=torch.int32)
+    index = torch.randint(0, 3, (m,), dtype=torch.int32)  # a row of the table per row
+    offsets = [(None, None), (offset, None), (table, index)]
+    for args in [(scale, None, None, None), *((scale, bias, *o) for o in offsets[1:])]:
         want = portable(ops.xnor_gemm_scaled, a, b, k, *args)
         assert torch.equal(cuda_ops.xnor_gemm_scaled(a, b, k, *args), want)
     bounds = random_bounds(n, k)
-    for rows in (None, offset):
-        want = portable(ops.xnor_gemm_sign, a, b, k, bounds, rows)
-        assert torch.equal(cuda_ops.xnor_gemm_sign(a, b, k, bounds, rows), want)
+    for rows in offsets:
+        want = portable(ops.xnor_gemm_sign, a, b, k, bounds, *rows)
+        assert torch.equal(cuda_ops.xnor_gemm_sign(a, b, k, bounds, *rows), want)
 
 
 @pytest.mark.parametrize("m, n, k", GEMM_SHAPES)

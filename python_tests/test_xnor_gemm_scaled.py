@@ -3,7 +3,7 @@ import torch
 
 from emokernels import ops
 
-from .conftest import signs, with_arg
+from .conftest import random_offset, signs, with_arg
 
 
 def reference(a, b, scale, bias=None, offset=None):
@@ -17,15 +17,14 @@ def reference(a, b, scale, bias=None, offset=None):
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (6, 9, 33), (12, 17, 100), (30, 45, 2304),
                                      (17, 6, 300), (17, 501, 9000)])
 @pytest.mark.parametrize("with_bias", [False, True])
-@pytest.mark.parametrize("rows", [None, 1, "m"])
+@pytest.mark.parametrize("rows", [None, 1, "m", "indexed"])
 def test_matches_reference(isa, m, n, k, with_bias, rows):
-    rows = m if rows == "m" else rows
     a, b = torch.randn(m, k), torch.randn(n, k)
     scale, bias = torch.rand(n) + 0.1, torch.randn(n) if with_bias else None
-    offset = None if rows is None else torch.randint(-50, 50, (rows, n), dtype=torch.int32)
-    out = ops.xnor_gemm_scaled(ops.pack_bits(a), ops.pack_bits(b), k, scale, bias, offset)
+    offset, index, full = random_offset(rows, m, n, 50)
+    out = ops.xnor_gemm_scaled(ops.pack_bits(a), ops.pack_bits(b), k, scale, bias, offset, index)
     # Multiply then add, as separate float32 roundings: bit-identical to the reference.
-    assert torch.equal(out, reference(a, b, scale, bias, offset))
+    assert torch.equal(out, reference(a, b, scale, bias, full))
 
 
 def test_gradients():

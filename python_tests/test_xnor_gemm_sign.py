@@ -3,7 +3,7 @@ import torch
 
 from emokernels import ops
 
-from .conftest import signs, with_arg
+from .conftest import random_offset, signs, with_arg
 from .test_properties import pack_reference
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
@@ -31,15 +31,14 @@ def random_bounds(n: int, k: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (2, 31, 33), (3, 32, 64), (7, 33, 100),
                                      (12, 70, 2304), (5, 257, 96), (21, 77, 500)])
-@pytest.mark.parametrize("rows", [None, 1, "m"])
+@pytest.mark.parametrize("rows", [None, 1, "m", "indexed"])
 def test_matches_reference(isa, m, n, k, rows):
-    rows = m if rows == "m" else rows
     a, b = torch.randn(m, k), torch.randn(n, k)
-    offset = None if rows is None else torch.randint(-9, 10, (rows, n), dtype=torch.int32)
+    offset, index, full = random_offset(rows, m, n, 9)
     bounds = random_bounds(n, k)
-    out = ops.xnor_gemm_sign(ops.pack_bits(a), ops.pack_bits(b), k, bounds, offset)
+    out = ops.xnor_gemm_sign(ops.pack_bits(a), ops.pack_bits(b), k, bounds, offset, index)
     assert out.shape == (m, ops.words_for_bits(n))
-    assert torch.equal(out, reference(a, b, bounds, offset))
+    assert torch.equal(out, reference(a, b, bounds, full))
 
 
 def test_narrow_column_blocks(isa):
@@ -92,3 +91,35 @@ def test_bad_input(index, value, message):
 
 def test_opcheck():
     torch.library.opcheck(torch.ops.emokernels.xnor_gemm_sign.default, tuple(_args()))
+
+
+_TABLE = torch.zeros(3, 4, dtype=torch.int32)
+
+
+@pytest.mark.parametrize("offset, index, message", [
+    (_TABLE, torch.tensor([0, 3], dtype=torch.int32), r"entries must be in \[0, 3\)"),
+    (_TABLE, torch.tensor([-1, 0], dtype=torch.int32), r"entries must be in \[0, 3\)"),
+    (None, torch.tensor([0, 1], dtype=torch.int32), "offset_index needs an offset"),
+    (_TABLE, torch.tensor([0, 1, 2, 0], dtype=torch.int32), "P dividing M"),
+    (_TABLE, torch.tensor([0, 1]), "must be Int"),
+    (_TABLE, torch.zeros(2, 1, dtype=torch.int32), "offset_index"),
+    (torch.zeros(3, 5, dtype=torch.int32), torch.tensor([0, 1], dtype=torch.int32), "offset"),
+])
+@pytest.mark.parametrize("op", ["sign", "scaled"])
+def test_bad_offset_index(op, offset, index, message):
+    a, b = ops.pack_bits(torch.randn(6, 64)), ops.pack_bits(torch.randn(4, 64))
+    with pytest.raises(RuntimeError, match=message):
+        if op == "sign":
+            ops.xnor_gemm_sign(a, b, 64, random_bounds(4, 64), offset, index)
+        else:
+            ops.xnor_gemm_scaled(a, b, 64, torch.rand(4), None, offset, index)
+
+
+def test_opcheck_with_offset_index():
+    a, b = ops.pack_bits(torch.randn(6, 64)), ops.pack_bits(torch.randn(4, 64))
+    table = torch.randint(-5, 5, (3, 4), dtype=torch.int32)
+    index = torch.tensor([2, 0, 1], dtype=torch.int32)
+    torch.library.opcheck(torch.ops.emokernels.xnor_gemm_sign.default,
+                          (a, b, 64, random_bounds(4, 64), table, index))
+    torch.library.opcheck(torch.ops.emokernels.xnor_gemm_scaled.default,
+                          (a, b, 64, torch.rand(4), None, table, index))

@@ -12,15 +12,17 @@ namespace {
 
 at::Tensor xnor_gemm_sign_cpu(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k,
                               const at::Tensor& bounds_in,
-                              const std::optional<at::Tensor>& offset_in) {
+                              const std::optional<at::Tensor>& offset_in,
+                              const std::optional<at::Tensor>& offset_index_in) {
   const std::vector<int64_t> shape =
-      xnor_gemm_sign_output_shape(a_in, b_in, k, bounds_in, offset_in);
+      xnor_gemm_sign_output_shape(a_in, b_in, k, bounds_in, offset_in, offset_index_in);
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous(), bounds = bounds_in.contiguous();
-  const at::Tensor offset = offset_in.has_value() ? offset_in->contiguous() : at::Tensor();
+  const at::Tensor offset = contiguous_or_undefined(offset_in);
+  const at::Tensor offset_index = contiguous_or_undefined(offset_index_in);
   at::Tensor out = at::zeros(shape, a.options().dtype(at::kInt));
   if (out.numel() == 0) return out;
   xnor::XnorProblem p = make_xnor_problem(a, b, k);
-  set_xnor_sign_epilogue(p, out, bounds, offset);
+  set_xnor_sign_epilogue(p, out, bounds, offset, offset_index);
   xnor::run_xnor(p);
   return out;
 }

@@ -21,8 +21,10 @@ using StripFn = void (*)(const XnorProblem& p, const uint32_t* const* arows, int
 template <int MR>
 std::array<int64_t, MR> offset_rows(const XnorProblem& p, int64_t m0, int m_valid) {
   std::array<int64_t, MR> r{};
+  int64_t slot = offset_slot(p, m0);
   for (int i = 0; i < m_valid; ++i) {
-    r[i] = i == 0 ? offset_row(p, m0) : next_offset_row(p, r[i - 1]);
+    r[i] = offset_row_of_slot(p, slot);
+    slot = next_offset_slot(p, slot);
   }
   return r;
 }

@@ -8,11 +8,12 @@
 
 namespace emokernels {
 
-// xnor_gemm's operands plus scale [N] float32, bias [N] float32 and offset [P, N] int32 with
-// P dividing M -> float32 [M, N].
+// xnor_gemm's operands plus scale [N] float32, bias [N] float32 and an offset
+// (check_xnor_offset) -> float32 [M, N].
 inline std::vector<int64_t> xnor_gemm_scaled_output_shape(
     const at::Tensor& a, const at::Tensor& b, int64_t k, const at::Tensor& scale,
-    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& offset) {
+    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& offset,
+    const std::optional<at::Tensor>& offset_index) {
   constexpr const char* op = "xnor_gemm_scaled";
   std::vector<int64_t> shape = xnor_gemm_output_shape(a, b, k, op);
   const int64_t m = shape[0], n = shape[1];
@@ -24,7 +25,7 @@ inline std::vector<int64_t> xnor_gemm_scaled_output_shape(
   };
   check_vector(scale, "scale");
   if (bias.has_value()) check_vector(*bias, "bias");
-  if (offset.has_value()) check_xnor_offset(a, *offset, m, n, op);
+  check_xnor_offset(a, offset, offset_index, m, n, op);
   return shape;
 }
 

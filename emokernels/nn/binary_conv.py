@@ -129,7 +129,7 @@ class XnorConv2d(BinaryConv2d):
         signs = ops.unpack_bits(bits, bits.shape[1] * 32).view(-1, kh, kw, 32 * words)
         return signs[..., : self.in_channels].permute(0, 3, 1, 2)
 
-    def _count_fix(self, height: int, width: int) -> torch.Tensor:
+    def _count_fix(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         return xnor_count_fix(self.packed_weight()[0], self.in_channels, self.kernel_size,
                               height, width, **self._geometry())
 
@@ -140,7 +140,7 @@ class XnorConv2d(BinaryConv2d):
                            lambda: self._count_fix(x.shape[2], x.shape[3]))
         # Without the K map, scale and bias fuse into the kernel (same float ops, same order).
         fused_bias = None if self.scale_activations or self.bias is None else self.bias.float()
-        out = ops.xnor_gemm_scaled(patches, bits, 32 * patches.shape[1], alpha, fused_bias, fix)
+        out = ops.xnor_gemm_scaled(patches, bits, 32 * patches.shape[1], alpha, fused_bias, *fix)
         out = out.view(x.shape[0], ho, wo, self.out_channels).permute(0, 3, 1, 2).to(x.dtype)
         if not self.scale_activations:
             return out

@@ -76,14 +76,18 @@ def padding_indicator(height: int, width: int, padding, device) -> torch.Tensor:
 
 
 def xnor_count_fix(bits: torch.Tensor, in_channels: int, kernel_size, height: int, width: int,
-                   stride, padding, dilation) -> torch.Tensor:
-    """int32 ``[Ho*Wo, O]`` added to the raw XNOR counts of a convolution of an input of this
-    size with the packed weight ``bits`` (int32 ``[O, kh*kw*words]``, each tap's channels
-    padded to whole words).
+                   stride, padding, dilation) -> tuple[torch.Tensor, torch.Tensor]:
+    """What to add to the raw XNOR counts of a convolution of an input of this size with the
+    packed weight ``bits`` (int32 ``[O, kh*kw*words]``, each tap's channels padded to whole
+    words): ``(table, index)``, int32 ``[Q, O]`` and ``[Ho*Wo]``, output pixel ``p`` adding
+    ``table[index[p]]`` (the ``offset`` and ``offset_index`` of the fused XNOR GEMMs).
 
     Padded pixels pack as all-zero words (-1 in every real channel) where float training has
     0: add back ``sum sign(W)`` over each output's padded taps. Channel padding bits are 0 in
-    both operands and count +1 each: subtract them.
+    both operands and count +1 each: subtract them. Only the pixels near the border differ, so
+    there are few distinct rows (one inside, a few per border class): as a table they stay in
+    cache, where the full ``[Ho*Wo, O]`` matrix streamed from memory at every forward (it was
+    the largest operand of a layer with packed outputs).
     """
     kh, kw = kernel_size
     words = bits.shape[1] // (kh * kw)
@@ -93,5 +97,6 @@ def xnor_count_fix(bits: torch.Tensor, in_channels: int, kernel_size, height: in
     ones = sum((bits >> b) & 1 for b in range(32)).view(-1, kh * kw, words).sum(2)
     tap_sums = (2 * ones - in_channels).float().view(-1, 1, kh, kw)
     fix = F.conv2d(indicator, tap_sums, None, stride, 0, dilation)
-    fix = fix.round().to(torch.int32)[0].flatten(1).T
-    return (fix - kh * kw * (32 * words - in_channels)).contiguous()
+    fix = fix.round().to(torch.int32)[0].flatten(1).T - kh * kw * (32 * words - in_channels)
+    table, index = torch.unique(fix, dim=0, return_inverse=True)
+    return table.contiguous(), index.to(torch.int32)

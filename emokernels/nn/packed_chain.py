@@ -85,10 +85,10 @@ class PackedXnorConv2d(nn.Module):
                                             h, w, self.stride, self.padding, self.dilation)
         k = 32 * patches.shape[1]
         if self.bounds is not None:
-            out = ops.xnor_gemm_sign(patches, self.weight_bits, k, self.bounds, self._fix[key])
+            out = ops.xnor_gemm_sign(patches, self.weight_bits, k, self.bounds, *self._fix[key])
             return out.view(b, ho, wo, -1)
         out = ops.xnor_gemm_scaled(patches, self.weight_bits, k, self.alpha, self.bias,
-                                   self._fix[key]).view(b, ho, wo, self.out_channels)
+                                   *self._fix[key]).view(b, ho, wo, self.out_channels)
         return out.reshape(b, self.out_channels) if self.flat_output else out.permute(0, 3, 1, 2)
 
 

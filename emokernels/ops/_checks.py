@@ -73,7 +73,7 @@ def xnor_gemm_output_shape(a: torch.Tensor, b: torch.Tensor, k: int,
     return (a.shape[0], b.shape[0])
 
 
-def xnor_gemm_scaled_output_shape(a, b, k, scale, bias, offset) -> tuple:
+def xnor_gemm_scaled_output_shape(a, b, k, scale, bias, offset, offset_index=None) -> tuple:
     op = "xnor_gemm_scaled"
     m, n = xnor_gemm_output_shape(a, b, k, op)
     for t, name in ((scale, "scale"), (bias, "bias")):
@@ -83,20 +83,33 @@ def xnor_gemm_scaled_output_shape(a, b, k, scale, bias, offset) -> tuple:
         check_dtype(t, torch.float32, op, name)
         check_same_device(a, t, op)
         torch._check(t.shape[0] == n, lambda name=name: f"{op}: {name} must have N entries")
-    if offset is not None:
-        check_xnor_offset(a, offset, m, n, op)
+    check_xnor_offset(a, offset, offset_index, m, n, op)
     return (m, n)
 
 
-def check_xnor_offset(a, offset, m, n, op: str) -> None:
+def check_xnor_offset(a, offset, offset_index, m, n, op: str) -> None:
+    """The shapes of an offset and its optional row index (the index's entries are checked by
+    the kernels, which read them)."""
+    if offset is None:
+        torch._check(offset_index is None, lambda: f"{op}: offset_index needs an offset")
+        return
     check_rank(offset, 2, op, "offset")
     check_dtype(offset, torch.int32, op, "offset")
     check_same_device(a, offset, op)
-    torch._check(offset.shape[1] == n and offset.shape[0] >= 1 and m % offset.shape[0] == 0,
-                 lambda: f"{op}: offset must be [P, N] with P dividing M")
+    torch._check(offset.shape[1] == n and offset.shape[0] >= 1,
+                 lambda: f"{op}: offset must be [P, N]")
+    if offset_index is None:
+        torch._check(m % offset.shape[0] == 0,
+                     lambda: f"{op}: offset must be [P, N] with P dividing M")
+        return
+    check_rank(offset_index, 1, op, "offset_index")
+    check_dtype(offset_index, torch.int32, op, "offset_index")
+    check_same_device(a, offset_index, op)
+    torch._check(offset_index.shape[0] >= 1 and m % offset_index.shape[0] == 0,
+                 lambda: f"{op}: offset_index must be [P] with P dividing M")
 
 
-def xnor_gemm_sign_output_shape(a, b, k, bounds, offset) -> tuple:
+def xnor_gemm_sign_output_shape(a, b, k, bounds, offset, offset_index=None) -> tuple:
     op = "xnor_gemm_sign"
     m, n = xnor_gemm_output_shape(a, b, k, op)
     check_rank(bounds, 2, op, "bounds")
@@ -104,8 +117,7 @@ def xnor_gemm_sign_output_shape(a, b, k, bounds, offset) -> tuple:
     check_same_device(a, bounds, op)
     torch._check(bounds.shape[0] == 2 and bounds.shape[1] == n,
                  lambda: f"{op}: bounds must be [2, N] (lower, upper)")
-    if offset is not None:
-        check_xnor_offset(a, offset, m, n, op)
+    check_xnor_offset(a, offset, offset_index, m, n, op)
     return (m, words_for_bits(n))
 
 

@@ -21,8 +21,9 @@ struct XnorProblem {
   float* out_f32 = nullptr;
   const float* scale = nullptr;
   const float* bias = nullptr;
-  const int32_t* offset = nullptr;  // [offset_rows, n], row m uses offset[m % offset_rows]
-  int64_t offset_rows = 1;
+  const int32_t* offset = nullptr;  // [rows, n], row m uses offset[offset_row(p, m)]
+  int64_t offset_rows = 1;  // P: row m uses offset[m % P], or offset[offset_index[m % P]]
+  const int32_t* offset_index = nullptr;  // optional [P], each in [0, offset's rows)
   uint32_t* out_bits = nullptr;  // [m, out_words], zeroed by the caller
   const int32_t* bounds = nullptr;  // [2, n]: lower bounds, then upper bounds
   int64_t out_words = 0;  // ceil(n / 32)
@@ -50,10 +51,10 @@ EMOKERNELS_HD float epilogue(int32_t sum, float scale, const float* bias) {
   return bias ? v + *bias : v;
 }
 
-// The offset row of output row m (m % offset_rows). Tiles divide once, for their first row,
-// and step to the next rows with next_offset_row: at small k a 64-bit division per row costs
+// The offset slot of output row m (m % offset_rows). Tiles divide once, for their first row,
+// and step to the next rows with next_offset_slot: at small k a 64-bit division per row costs
 // as much as the row's dots; a 32-bit one is used where the numbers fit.
-EMOKERNELS_HD int64_t offset_row(const XnorProblem& p, int64_t m) {
+EMOKERNELS_HD int64_t offset_slot(const XnorProblem& p, int64_t m) {
   if (p.offset == nullptr) return 0;
   if (((m | p.offset_rows) >> 32) == 0) {
     return static_cast<uint32_t>(m) % static_cast<uint32_t>(p.offset_rows);
@@ -61,8 +62,20 @@ EMOKERNELS_HD int64_t offset_row(const XnorProblem& p, int64_t m) {
   return m % p.offset_rows;
 }
 
-EMOKERNELS_HD int64_t next_offset_row(const XnorProblem& p, int64_t r) {
-  return r + 1 == p.offset_rows ? 0 : r + 1;
+EMOKERNELS_HD int64_t next_offset_slot(const XnorProblem& p, int64_t slot) {
+  return slot + 1 == p.offset_rows ? 0 : slot + 1;
+}
+
+// The offset row of a slot: the slot itself, or the row offset_index names (a convolution's
+// padding correction is one of a few rows per output pixel: a table of those rows and an index
+// per pixel stay in cache where the full [pixels, n] matrix would stream from memory).
+EMOKERNELS_HD int64_t offset_row_of_slot(const XnorProblem& p, int64_t slot) {
+  return p.offset_index != nullptr ? p.offset_index[slot] : slot;
+}
+
+// The offset row of output row m.
+EMOKERNELS_HD int64_t offset_row(const XnorProblem& p, int64_t m) {
+  return offset_row_of_slot(p, offset_slot(p, m));
 }
 
 // Output bit n of the sign epilogue for the corrected dot s: lower[n] <= s <= upper[n]. A
