@@ -25,6 +25,9 @@ inline __m512i reduce8_epi64(const __m512i* v) {
                           _mm512_shuffle_i64x2(u[0], u[1], 0xDD));
 }
 
+// Inline assembly: clears ymm register I.
+#define EMOKERNELS_ASM_ZERO_YMM(I) "vpxor %%ymm" #I ", %%ymm" #I ", %%ymm" #I "\n\t"
+
 // The popcount of each 4-bit value, twice: the table of a vpshufb lookup in each 128-bit lane.
 alignas(32) inline constexpr uint8_t kNibbleCounts[32] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2,
                                                           3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2,

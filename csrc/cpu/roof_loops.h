@@ -97,12 +97,8 @@ inline int64_t popcount_avx2(int64_t iterations) {
         "vmovdqa 96(%[ops]), %%ymm11\n\t"
         "vmovdqa 128(%[ops]), %%ymm6\n\t"
         "vmovdqa 160(%[ops]), %%ymm7\n\t"
-        "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
-        "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
-        "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
-        "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
-        "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
-        "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+        EMOKERNELS_ASM_ZERO_YMM(0) EMOKERNELS_ASM_ZERO_YMM(1) EMOKERNELS_ASM_ZERO_YMM(2)
+        EMOKERNELS_ASM_ZERO_YMM(3) EMOKERNELS_ASM_ZERO_YMM(4) EMOKERNELS_ASM_ZERO_YMM(5)
         "1:\n\t"
         EMOKERNELS_ROOF_AVX2_COLUMN(0, 3)
         EMOKERNELS_ROOF_AVX2_COLUMN(1, 4)
@@ -110,7 +106,7 @@ inline int64_t popcount_avx2(int64_t iterations) {
         "dec %[n]\n\t"
         "jnz 1b\n\t"
         // wrapped byte sums: a value to keep, not a count
-        "vpxor %%ymm13, %%ymm13, %%ymm13\n\t"
+        EMOKERNELS_ASM_ZERO_YMM(13)
         "vpaddb %%ymm1, %%ymm0, %%ymm0\n\t"
         "vpaddb %%ymm2, %%ymm0, %%ymm0\n\t"
         "vpaddb %%ymm3, %%ymm0, %%ymm0\n\t"

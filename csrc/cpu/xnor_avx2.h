@@ -324,14 +324,9 @@ inline void panel_words_avx2(__m256i* total, const uint64_t* a0, const uint64_t*
       "cmp %[max_pass], %[words]\n\t"
       "cmovb %[words], %[pass]\n\t"
       "sub %[pass], %[words]\n\t"
-      "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
-      "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
-      "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
-      "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
-      "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
-      "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
-      "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
-      "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+      EMOKERNELS_ASM_ZERO_YMM(0) EMOKERNELS_ASM_ZERO_YMM(1) EMOKERNELS_ASM_ZERO_YMM(2)
+      EMOKERNELS_ASM_ZERO_YMM(3) EMOKERNELS_ASM_ZERO_YMM(4) EMOKERNELS_ASM_ZERO_YMM(5)
+      EMOKERNELS_ASM_ZERO_YMM(6) EMOKERNELS_ASM_ZERO_YMM(7)
       "1:\n\t"
       "vpbroadcastq (%[a0]), %%ymm8\n\t"
       "vpbroadcastq 8(%[a0]), %%ymm9\n\t"
@@ -346,7 +341,7 @@ inline void panel_words_avx2(__m256i* total, const uint64_t* a0, const uint64_t*
       "add $256, %[b]\n\t"
       "dec %[pass]\n\t"
       "jnz 1b\n\t"
-      "vpxor %%ymm13, %%ymm13, %%ymm13\n\t"
+      EMOKERNELS_ASM_ZERO_YMM(13)
       EMOKERNELS_PANEL_WIDEN(0) EMOKERNELS_PANEL_WIDEN(1) EMOKERNELS_PANEL_WIDEN(2)
       EMOKERNELS_PANEL_WIDEN(3) EMOKERNELS_PANEL_WIDEN(4) EMOKERNELS_PANEL_WIDEN(5)
       EMOKERNELS_PANEL_WIDEN(6) EMOKERNELS_PANEL_WIDEN(7)
