@@ -141,6 +141,28 @@ void panel_words_avx512(__m512i (&acc)[kPanel512MR][kPanel512Vectors], const uin
   }
 }
 
+// Writes a tile's dots (k - 2 * count): a Full tile has all its rows and columns, so its
+// stores need no tests and no masks (at k = 512 the epilogue is a fifth of a tile's time).
+template <XnorOut Out, bool Full>
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
+void store_tile_avx512(const XnorProblem& p, const __m512i (&acc)[kPanel512MR][kPanel512Vectors],
+                       __m512i k_vec, const std::array<int64_t, kPanel512MR>& r, int64_t m0,
+                       int m_valid, int64_t n0, int n_valid) {
+  // Over all rows, unrolled, so that the accumulators stay in registers.
+#pragma GCC unroll 6
+  for (int i = 0; i < kPanel512MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < kPanel512Vectors; ++j) {
+      const int valid = Full ? 8 : std::min(8, n_valid - 8 * j);
+      if (!Full && (i >= m_valid || valid <= 0)) continue;
+      const __m256i dot =
+          _mm512_cvtepi64_epi32(_mm512_sub_epi64(k_vec, _mm512_slli_epi64(acc[i][j], 1)));
+      store_dots_avx512<Out>(p, m0 + i, r[i], n0 + 8 * j, dot,
+                             Full ? __mmask8{0xff} : static_cast<__mmask8>((1u << valid) - 1u));
+    }
+  }
+}
+
 // The strip of interleaved rows a (m_valid of them) against the panels of columns n_begin ..
 // n_end, a 6 x 32 tile at a time, for a problem whose output is Out.
 template <XnorOut Out>
@@ -160,18 +182,10 @@ void panel_strip_avx512(const XnorProblem& problem, const uint64_t* a, const __m
     for (auto& row : acc)
       for (auto& v : row) v = _mm512_setzero_si512();
     panel_words_avx512(acc, a, tile, words);
-    // Over all rows, unrolled, so that the accumulators stay in registers.
-#pragma GCC unroll 6
-    for (int i = 0; i < kPanel512MR; ++i) {
-#pragma GCC unroll 4
-      for (int j = 0; j < kPanel512Vectors; ++j) {
-        const int valid = std::min(8, n_valid - 8 * j);
-        if (i >= m_valid || valid <= 0) continue;
-        const __m256i dot =
-            _mm512_cvtepi64_epi32(_mm512_sub_epi64(k_vec, _mm512_slli_epi64(acc[i][j], 1)));
-        store_dots_avx512<Out>(p, m0 + i, r[i], n0 + 8 * j, dot,
-                               static_cast<__mmask8>((1u << valid) - 1u));
-      }
+    if (m_valid == kPanel512MR && n_valid == kPanel512NR) {
+      store_tile_avx512<Out, true>(p, acc, k_vec, r, m0, m_valid, n0, n_valid);
+    } else {
+      store_tile_avx512<Out, false>(p, acc, k_vec, r, m0, m_valid, n0, n_valid);
     }
   }
 }
