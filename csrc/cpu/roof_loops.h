@@ -69,7 +69,7 @@ inline int64_t popcount_avx2(int64_t iterations) {
       {0x0d}, {0x03}, {0x06}, {0x0e}, {0x05}, {0x0a}, {}};  // A lo/hi x 2, B lo/hi, zero
   alignas(32) int64_t lanes[4];
 #ifdef EMOKERNELS_EMULATE_SIMD
-  // The test-only emulated build is portable C++: the same values, without the assembly.
+  // The test-only emulated build is portable C++: the same work, without the assembly.
   const __m256i lut = _mm256_load_si256(reinterpret_cast<const __m256i*>(kNibbleCounts));
   __m256i acc[2][kRoofAvx2Cols] = {};
   const auto operand = [&](int i) {

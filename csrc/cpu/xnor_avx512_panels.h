@@ -96,7 +96,8 @@ inline void pack_panels_avx512(const XnorProblem& p, int64_t first, int64_t coun
     __m512i* dst = out + (group / kPanel512Vectors) * panel512_tile_vectors(p) +
                    group % kPanel512Vectors;
     const int64_t cols = std::min<int64_t>(8, count - group * 8);
-    const auto rows = tile_rows<uint32_t, 8>(p.b, first + group * 8,
+    // (a vector past count reads nothing: its rows point at the block's first)
+    const auto rows = tile_rows<uint32_t, 8>(p.b, cols > 0 ? first + group * 8 : first,
                                             static_cast<int>(std::max<int64_t>(cols, 1)),
                                             p.row_words);
     for (int64_t c = 0; c < chunks; ++c) {
