@@ -59,22 +59,42 @@ void store_row_avx512(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, __
 constexpr int kAvx512MR = 3;
 constexpr int kAvx512NR = 8;
 
-// One 16-word chunk of the 3 x 8 tile; the Tail chunk is loaded under a mask and cleared
-// past k so that garbage beyond k never counts.
+// A row's 16-word chunks: the last one (1..16 words, holding the last word) is loaded under
+// a mask and cleared past k, so that garbage beyond k never counts.
+struct ChunkMasks {
+  int64_t full;  // chunks before the last one
+  __mmask16 tail_load;
+  __m512i tail_bits;
+};
+
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
+ChunkMasks chunk_masks_avx512(const XnorProblem& p) {
+  const int64_t full = (p.row_words - 1) / 16;
+  const int tail_words = static_cast<int>(p.row_words - 16 * full);
+  return {full, static_cast<__mmask16>((1u << tail_words) - 1u),
+          _mm512_mask_set1_epi32(_mm512_set1_epi32(-1),
+                                 static_cast<__mmask16>(1u << (tail_words - 1)),
+                                 static_cast<int>(p.last_mask))};
+}
+
+// Chunk c of a row; Tail: the last one.
+template <bool Tail>
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
+__m512i load_chunk_avx512(const uint32_t* row, int64_t c, const ChunkMasks& m) {
+  if (!Tail) return _mm512_loadu_si512(row + 16 * c);
+  return _mm512_and_si512(_mm512_maskz_loadu_epi32(m.tail_load, row + 16 * c), m.tail_bits);
+}
+
+// One 16-word chunk c of the 3 x 8 tile (Tail: the last one).
 template <bool Tail, int MR>
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
 void xnor_step_avx512(
     __m512i (&acc)[MR][kAvx512NR], const uint32_t* const* arows,
-    const uint32_t* const* brows, int64_t w, __mmask16 tail_load, __m512i tail_bits) {
+    const uint32_t* const* brows, int64_t c, const ChunkMasks& masks) {
   __m512i va[MR];
-  for (int i = 0; i < MR; ++i) {
-    va[i] = Tail ? _mm512_and_si512(_mm512_maskz_loadu_epi32(tail_load, arows[i] + w), tail_bits)
-                 : _mm512_loadu_si512(arows[i] + w);
-  }
+  for (int i = 0; i < MR; ++i) va[i] = load_chunk_avx512<Tail>(arows[i], c, masks);
   for (int j = 0; j < kAvx512NR; ++j) {
-    const __m512i vb =
-        Tail ? _mm512_and_si512(_mm512_maskz_loadu_epi32(tail_load, brows[j] + w), tail_bits)
-             : _mm512_loadu_si512(brows[j] + w);
+    const __m512i vb = load_chunk_avx512<Tail>(brows[j], c, masks);
     for (int i = 0; i < MR; ++i)
       acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(va[i], vb)));
   }
@@ -86,13 +106,7 @@ template <int MR>
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET)
 void strip_avx512(const XnorProblem& p, const uint32_t* const* arows, int64_t m0, int m_valid,
                   int64_t n_begin, int64_t n_end) {
-  // The last 16-word chunk (1..16 words, holding the last word) is loaded under a mask.
-  const int64_t full = (p.row_words - 1) / 16;
-  const int tail_words = static_cast<int>(p.row_words - 16 * full);
-  const __mmask16 tail_load = static_cast<__mmask16>((1u << tail_words) - 1u);
-  const __m512i tail_bits = _mm512_mask_set1_epi32(
-      _mm512_set1_epi32(-1), static_cast<__mmask16>(1u << (tail_words - 1)),
-      static_cast<int>(p.last_mask));
+  const ChunkMasks masks = chunk_masks_avx512(p);
   const auto r = offset_rows<MR>(p, m0, m_valid);
   const __m512i k_vec = _mm512_set1_epi64(p.k);
 
@@ -102,9 +116,9 @@ void strip_avx512(const XnorProblem& p, const uint32_t* const* arows, int64_t m0
     __m512i acc[MR][kAvx512NR];
     for (auto& row : acc)
       for (auto& v : row) v = _mm512_setzero_si512();
-    for (int64_t c = 0; c < full; ++c)
-      xnor_step_avx512<false, MR>(acc, arows, brows.data(), 16 * c, 0, tail_bits);
-    xnor_step_avx512<true, MR>(acc, arows, brows.data(), 16 * full, tail_load, tail_bits);
+    for (int64_t c = 0; c < masks.full; ++c)
+      xnor_step_avx512<false, MR>(acc, arows, brows.data(), c, masks);
+    xnor_step_avx512<true, MR>(acc, arows, brows.data(), masks.full, masks);
 
     const __mmask8 store = static_cast<__mmask8>((1u << n_valid) - 1u);
     for (int i = 0; i < m_valid; ++i) {

@@ -30,28 +30,10 @@ constexpr int64_t kPanel512MaxWords = 1024;
 // 64-bit words of a row: the panels and A's copies hold zeros past the last one's bits.
 inline int64_t words64(const XnorProblem& p) { return (p.row_words + 1) / 2; }
 
-// 16-word chunk c of row (of B or A) with the bits past k cleared: the last chunk (1..16
-// words) is loaded under a mask.
-struct ChunkMasks {
-  int64_t full;  // chunks before the last one
-  __mmask16 tail_load;
-  __m512i tail_bits;
-};
-
+// Chunk c of a row (of B or A), whichever it is (load_chunk_avx512).
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
-ChunkMasks chunk_masks_avx512(const XnorProblem& p) {
-  const int64_t full = (p.row_words - 1) / 16;
-  const int tail_words = static_cast<int>(p.row_words - 16 * full);
-  return {full, static_cast<__mmask16>((1u << tail_words) - 1u),
-          _mm512_mask_set1_epi32(_mm512_set1_epi32(-1),
-                                 static_cast<__mmask16>(1u << (tail_words - 1)),
-                                 static_cast<int>(p.last_mask))};
-}
-
-EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
-__m512i load_chunk_avx512(const uint32_t* row, int64_t c, const ChunkMasks& m) {
-  if (c < m.full) return _mm512_loadu_si512(row + 16 * c);
-  return _mm512_and_si512(_mm512_maskz_loadu_epi32(m.tail_load, row + 16 * c), m.tail_bits);
+__m512i load_any_chunk_avx512(const uint32_t* row, int64_t c, const ChunkMasks& m) {
+  return c < m.full ? load_chunk_avx512<false>(row, c, m) : load_chunk_avx512<true>(row, c, m);
 }
 
 // Vectors of one panel tile: kPanel512Vectors per 64-bit word, the words padded to a chunk.
@@ -90,11 +72,10 @@ void transpose8x64_avx512(__m512i (&r)[8]) {
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET)
 inline void pack_panels_avx512(const XnorProblem& p, int64_t first, int64_t count, __m512i* out) {
   const ChunkMasks masks = chunk_masks_avx512(p);
-  const int64_t chunks = masks.full + 1;
+  const int64_t chunks = masks.full + 1, tile_vectors = panel512_tile_vectors(p);
   const int64_t groups = (count + kPanel512NR - 1) / kPanel512NR * kPanel512Vectors;
   for (int64_t group = 0; group < groups; ++group) {
-    __m512i* dst = out + (group / kPanel512Vectors) * panel512_tile_vectors(p) +
-                   group % kPanel512Vectors;
+    __m512i* dst = out + (group / kPanel512Vectors) * tile_vectors + group % kPanel512Vectors;
     const int64_t cols = std::min<int64_t>(8, count - group * 8);
     // (a vector past count reads nothing: its rows point at the block's first)
     const auto rows = tile_rows<uint32_t, 8>(p.b, cols > 0 ? first + group * 8 : first,
@@ -103,7 +84,7 @@ inline void pack_panels_avx512(const XnorProblem& p, int64_t first, int64_t coun
     for (int64_t c = 0; c < chunks; ++c) {
       __m512i v[8];
       for (int j = 0; j < 8; ++j)
-        v[j] = cols > 0 ? load_chunk_avx512(rows[j], c, masks) : _mm512_setzero_si512();
+        v[j] = cols > 0 ? load_any_chunk_avx512(rows[j], c, masks) : _mm512_setzero_si512();
       transpose8x64_avx512(v);
       for (int w = 0; w < 8; ++w) _mm512_store_si512(dst + (8 * c + w) * kPanel512Vectors, v[w]);
     }
@@ -120,7 +101,7 @@ inline void interleave_rows_avx512(const XnorProblem& p, int64_t m0, int count, 
   for (int64_t c = 0; c <= masks.full; ++c) {
     const int words = static_cast<int>(std::min<int64_t>(8, words64(p) - 8 * c));
     for (int i = 0; i < kPanel512MR; ++i) {
-      _mm512_store_si512(chunk, load_chunk_avx512(rows[i], c, masks));
+      _mm512_store_si512(chunk, load_any_chunk_avx512(rows[i], c, masks));
       for (int w = 0; w < words; ++w) out[(8 * c + w) * kPanel512MR + i] = chunk[w];
     }
   }
@@ -173,12 +154,12 @@ void panel_strip_avx512(const XnorProblem& problem, const uint64_t* a, const __m
   // A copy the stores cannot alias: through `problem` every field would be reloaded after
   // each vector store.
   const XnorProblem p = problem;
-  const int64_t words = words64(p);
+  const int64_t words = words64(p), tile_vectors = panel512_tile_vectors(p);
   const auto r = offset_rows<kPanel512MR>(p, m0, m_valid);
   const __m512i k_vec = _mm512_set1_epi64(p.k);
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kPanel512NR) {
     const int n_valid = static_cast<int>(std::min<int64_t>(kPanel512NR, n_end - n0));
-    const __m512i* tile = panels + (n0 - n_begin) / kPanel512NR * panel512_tile_vectors(p);
+    const __m512i* tile = panels + (n0 - n_begin) / kPanel512NR * tile_vectors;
     __m512i acc[kPanel512MR][kPanel512Vectors];
     for (auto& row : acc)
       for (auto& v : row) v = _mm512_setzero_si512();
