@@ -70,9 +70,10 @@ class Case:
         if self.tltorch is not None:
             out["tltorch"] = lambda: self.tltorch(x)
         if is_cuda(device):
-            half = [t.half() for t in (x, *fs, b, w)]
-            out["dense_fp16"] = lambda: F.conv2d(half[0], half[5], half[4], stride, padding)
-            out["fused_fp16"] = lambda: ops.cp_conv2d(*half[:5], stride, padding)
+            xh, bh, wh = x.half(), b.half(), w.half()
+            fsh = [f.half() for f in fs]
+            out["dense_fp16"] = lambda: F.conv2d(xh, wh, bh, stride, padding)
+            out["fused_fp16"] = lambda: ops.cp_conv2d(xh, *fsh, bh, stride, padding)
         else:
             out["dense_cl"] = lambda: F.conv2d(xcl, w, b, stride, padding)
             out["fused_cl"] = lambda: ops.cp_conv2d(xcl, *fs, b, stride, padding)

@@ -30,8 +30,10 @@ ELEMENT = {torch.float32: "float", torch.float64: "double", torch.float16: "__ha
 KERNELS = [
     *(f"emokernels::cuda::pack_bits_kernel<{t}>" for t in ELEMENT.values()),
     "emokernels::cuda::pack_channels_kernel",
-    *(f"emokernels::cuda::xnor_gemm{mma}_kernel<{fused}>" for mma in ("", "_mma")
-      for fused in ("false", "true")),
+    *(f"emokernels::cuda::xnor_gemm_kernel<{fused}>" for fused in ("false", "true")),
+    *(f"emokernels::cuda::xnor_gemm_mma_kernel<{fused}, {chunk}>" for fused in ("false", "true")
+      for chunk in (1, 4)),
+    "emokernels::cuda::xnor_row_popcounts_kernel",
     *(f"emokernels::cuda::bwn_{kind}_kernel<{t}>" for kind in ("gemm", "gemv")
       for t in ("float", "__half", "__nv_bfloat16")),
     *(f"emokernels::cuda::hashed_matmul_kernel<{f}>" for f in ("false", "true")),
@@ -137,14 +139,20 @@ def _blocks(items: int, per_block: int) -> int:
     return (items + per_block - 1) // per_block
 
 
-def _launch(device: torch.device, name: str, grid: tuple[int, ...], block: int, *args) -> None:
-    """Launches a kernel of :data:`KERNELS` on torch's current stream of ``device``."""
-    import cupy
-
+def _check_grid(grid: tuple[int, ...]) -> tuple[int, int, int]:
+    """``grid`` as 3 extents; an error where it is beyond CUDA's limits."""
     grid = (*grid, 1, 1)[:3]
     if not (1 <= grid[0] <= 2**31 - 1 and grid[1] <= 65535):
         raise RuntimeError(f"emokernels: the problem needs a grid of {grid[0]} x {grid[1]} x "
                            f"{grid[2]} blocks, beyond CUDA's limits (2^31 - 1 x 65535 x 65535)")
+    return grid
+
+
+def _launch(device: torch.device, name: str, grid: tuple[int, ...], block: int, *args) -> None:
+    """Launches a kernel of :data:`KERNELS` on torch's current stream of ``device``."""
+    import cupy
+
+    grid = _check_grid(grid)
     index = torch.cuda.current_device() if device.index is None else device.index
     kernel = _kernels(index)[name]
     stream = torch.cuda.current_stream(index).cuda_stream
@@ -199,8 +207,15 @@ def _run_xnor(a, b, k: int, fused: bool, **epilogue) -> None:
               **{"offset_rows": 1, **epilogue})
     flag = "true" if fused else "false"
     if _xnor_tensor_cores(a.device):
-        _launch(a.device, f"emokernels::cuda::xnor_gemm_mma_kernel<{flag}>",
-                (_blocks(m, 64), _blocks(n, 32)), 128, p)
+        grid = (_blocks(m, 128), _blocks(n, 128))
+        _check_grid(grid)  # before any launch
+        pops = torch.empty(m + n, dtype=torch.int32, device=a.device)
+        _launch(a.device, "emokernels::cuda::xnor_row_popcounts_kernel", (_blocks(m + n, 8),),
+                256, p, np.uint64(_ptr(pops)))
+        # 16-byte copies where every row starts 16-byte aligned (as xnor_mma_wide_copies)
+        wide = a.shape[1] % 4 == 0 and _ptr(a) % 16 == 0 and _ptr(b) % 16 == 0
+        _launch(a.device, f"emokernels::cuda::xnor_gemm_mma_kernel<{flag}, {4 if wide else 1}>",
+                grid, 256, p, np.uint64(_ptr(pops)), np.uint64(_ptr(pops) + 4 * m))
     else:
         _launch(a.device, f"emokernels::cuda::xnor_gemm_kernel<{flag}>",
                 (_blocks(m, 64), _blocks(n, 64)), 256, p)

@@ -82,7 +82,10 @@ def xnor_path(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("m, n, k", GEMM_SHAPES + [(33, 41, 256), (16, 8, 513), (70, 33, 2000)])
+# (70, 33, 2000): 4-byte copies (63 words a row) over 4 slices of the 3-stage ring; (130, 129,
+# 2020): 16-byte copies, a masked last word, several tiles each way.
+@pytest.mark.parametrize("m, n, k", GEMM_SHAPES + [(33, 41, 256), (16, 8, 513), (70, 33, 2000),
+                                                   (130, 129, 2020)])
 def test_xnor_gemm_scaled_and_sign(cuda_ops, xnor_path, m, n, k):
     a, b = garbage_bits(m, k), garbage_bits(n, k)
     assert torch.equal(cuda_ops.xnor_gemm(a, b, k), portable(ops.xnor_gemm, a, b, k))
@@ -211,7 +214,7 @@ def net() -> torch.nn.Sequential:
 def test_a_grid_beyond_cuda_limits_is_an_error(cuda_ops, xnor_path):
     """Weight rows tile the grid's y extent (65535 blocks at most): refused before launch."""
     a = torch.zeros(1, 1, dtype=torch.int32)
-    b = torch.zeros(64 * 65535 + 1, 1, dtype=torch.int32)
+    b = torch.zeros(128 * 65535 + 1, 1, dtype=torch.int32)  # the tensor-core tiles: 128 rows
     with pytest.raises(RuntimeError, match="beyond CUDA's limits"):
         cuda_ops.xnor_gemm(a, b, 32)
 

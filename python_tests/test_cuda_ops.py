@@ -16,7 +16,10 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
     not (torch.cuda.is_available() and torch.ops.emokernels.cuda_compiled()),
     reason="needs a CUDA device and the CUDA build")]
 
-SHAPES = [(1, 1, 1), (1, 4096, 700), (3, 9, 33), (17, 31, 64), (64, 65, 1000), (200, 130, 4111)]
+# (300, 260, 4088): the tensor-core XNOR tiles' 16-byte copies around their 3-stage ring (8
+# slices), a masked last word, 3 x 3 tiles; (200, 130, 4111): the same with 4-byte copies.
+SHAPES = [(1, 1, 1), (1, 4096, 700), (3, 9, 33), (17, 31, 64), (64, 65, 1000), (200, 130, 4111),
+          (300, 260, 4088)]
 
 
 def both(*tensors):
@@ -43,6 +46,7 @@ def test_pack_channels():
 def test_xnor_gemm_scaled_and_sign(m, n, k):
     a, b = ops.pack_bits(torch.randn(m, k)), ops.pack_bits(torch.randn(n, k))
     a[:, -1] |= -(1 << 30)  # garbage past k must not count
+    b[:, -1] |= -(1 << 31)
     assert torch.equal(ops.xnor_gemm(a.cuda(), b.cuda(), k).cpu(), ops.xnor_gemm(a, b, k))
     scale, bias = torch.randn(n), torch.randn(n)
     offset = torch.randint(-5, 5, (1, n), dtype=torch.int32)
@@ -86,7 +90,8 @@ def test_hashed_linear(m, n, k, block):
     x, buckets, bias, grad = torch.randn(m, k), torch.randn(nb), torch.randn(n), torch.randn(m, n)
     cpu = ops.hashed_linear(x, buckets, n, 11, block, bias)
     gpu = ops.hashed_linear(x.cuda(), buckets.cuda(), n, 11, block, bias.cuda())
-    assert torch.allclose(gpu.cpu(), cpu, atol=1e-4, rtol=1e-5)
+    # two float32 sums of k products in different orders: rounding grows like sqrt(k)
+    assert torch.allclose(gpu.cpu(), cpu, atol=2e-5 * k**0.5, rtol=1e-5)
     want = torch.ops.emokernels.hashed_linear_backward(grad, x, buckets, 11, block, [True, True],
                                                        False)
     runs = []

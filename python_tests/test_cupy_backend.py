@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
     not (torch.cuda.is_available() and importlib.util.find_spec("cupy")),
     reason="needs a CUDA device and CuPy")]
 
-SHAPES = [(1, 1, 1), (3, 9, 33), (17, 31, 64), (64, 65, 1000), (200, 130, 4111)]
+SHAPES = [(1, 1, 1), (3, 9, 33), (17, 31, 64), (64, 65, 1000), (200, 130, 4111), (300, 260, 4088)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
@@ -75,7 +75,9 @@ def test_hashed_linear(m, n, k, block):
     nb = max(1, n * k // 8)
     x, buckets, bias, grad = torch.randn(m, k), torch.randn(nb), torch.randn(n), torch.randn(m, n)
     got = rtc.hashed_linear(x.cuda(), buckets.cuda(), n, 3, block, bias.cuda()).cpu()
-    assert torch.allclose(got, ops.hashed_linear(x, buckets, n, 3, block, bias), atol=1e-4)
+    # two float32 sums of k products in different orders: rounding grows like sqrt(k)
+    want = ops.hashed_linear(x, buckets, n, 3, block, bias)
+    assert torch.allclose(got, want, atol=2e-5 * k**0.5, rtol=1e-5)
     want = torch.ops.emokernels.hashed_linear_backward(grad, x, buckets, 3, block, [True, True],
                                                        False)
     for deterministic in (False, True):

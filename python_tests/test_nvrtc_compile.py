@@ -5,6 +5,7 @@ layout."""
 
 import glob
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -36,12 +37,16 @@ def test_every_kernel_compiles_with_nvrtc(arch):
     assert result == 0, log
 
 
+# A kernel's name, after any __launch_bounds__ (which may span lines).
+KERNEL_NAME = re.compile(
+    r"^(?:static )?__global__ void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\(", re.M)
+
+
 def test_every_kernel_is_instantiated():
     defined = set()
     for header in glob.glob(os.path.join(cupy_backend.header_dir(), "cuda", "*.cuh")):
         with open(header) as f:
-            defined |= {line.split("(")[0].split()[-1] for line in f
-                        if line.startswith("__global__ void")}
+            defined |= set(KERNEL_NAME.findall(f.read()))
     assert defined == {k.split("::")[-1].split("<")[0] for k in cupy_backend.KERNELS}
 
 

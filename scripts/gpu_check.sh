@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of emokernels, run from anywhere on a machine with an NVIDIA GPU: build the
-# package with CUDA, show the environment, run the CUDA tests (a subset under compute-sanitizer
-# memcheck), the b1 tensor-core micro-benchmark and the GPU benchmarks (JSON under
+# package with CUDA, show the environment, run the CUDA tests (subsets under compute-sanitizer
+# memcheck and racecheck), the b1 tensor-core micro-benchmark and the GPU benchmarks (JSON under
 # benchmarks/results/). Every step runs even after one fails; the summary lists PASS, FAIL or
 # SKIP per step, and the exit status is 1 if any step failed.
 #
@@ -81,6 +81,13 @@ memcheck() {
     "$PYTHON" -m pytest -q -m cuda python_tests/test_cuda_ops.py -k "pack_bits or xnor"
 }
 
+# racecheck: shared-memory hazards, such as a stage of the tensor-core XNOR GEMM's copy ring
+# refilled while a warp still reads it.
+racecheck() {
+  "$sanitizer" --tool racecheck --error-exitcode 1 \
+    "$PYTHON" -m pytest -q -m cuda python_tests/test_cuda_ops.py -k "xnor_gemm_scaled"
+}
+
 b1_build() {
   local arch=(-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90)
   [[ -z $cap ]] || arch=(-gencode "arch=compute_$cap,code=sm_$cap")  # this GPU's own SASS
@@ -110,8 +117,10 @@ if want memcheck; then
   done
   if [[ -n $sanitizer ]]; then
     step "memcheck (pack_bits, xnor)" memcheck
+    step "racecheck (xnor)" racecheck
   else
     skip "memcheck (pack_bits, xnor)" "compute-sanitizer not found"
+    skip "racecheck (xnor)" "compute-sanitizer not found"
   fi
 fi
 if want b1; then

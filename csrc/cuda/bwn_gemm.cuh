@@ -6,7 +6,8 @@
 // adds or subtracts its 4 x 4 sub-tile's activations in k order, exactly the sum the CPU's
 // portable path forms, so float32 results agree with it bit for bit.
 // GEMV (few rows of x): one warp per weight row streams the packed words (coalesced, 16x
-// fewer bytes than float16 weights) and reduces its lanes' partial sums with shuffles.
+// fewer bytes than float16 weights), lane l taking bit l of each word, and reduces its lanes'
+// partial sums with shuffles.
 #pragma once
 
 #include "../core/bwn/bwn_problem.h"
@@ -85,24 +86,32 @@ __host__ __device__ inline LaunchShape bwn_gemm_shape(int64_t m, int64_t n) {
 constexpr int kBwnGemvMaxRows = 4;
 constexpr int kBwnGemvWarps = 8;
 
-// Dense x only: out[r, n] for r < m <= kBwnGemvMaxRows, one warp per n.
+// Dense x only: out[r, n] for r < m <= kBwnGemvMaxRows, one warp per n. The warp reads 32
+// weight words at once (a lane each), then walks them: each word is broadcast by a shuffle and
+// lane l takes its bit l with element l of the word's 32 activations, so the activation loads
+// are coalesced too.
 template <typename T>
 __global__ void bwn_gemv_kernel(bwn::BwnProblem<T> p) {
   const int lane = threadIdx.x % 32;
   const int64_t n = int64_t(blockIdx.x) * kBwnGemvWarps + threadIdx.x / 32;
   const int64_t k = p.k;
   float acc[kBwnGemvMaxRows] = {};
-  if (n < p.n) {
-    for (int64_t word = lane; word < p.words; word += 32) {
-      const uint32_t bits = p.w[n * p.words + word];
-      const int64_t base = 32 * word;
-      const int valid = static_cast<int>(k - base < 32 ? k - base : 32);
-      for (int j = 0; j < valid; ++j) {
-        const bool plus = (bits >> j) & 1u;
-        for (int r = 0; r < kBwnGemvMaxRows; ++r) {
-          if (r < p.m) {
-            const float v = static_cast<float>(p.x[r * k + base + j]);
-            acc[r] += plus ? v : -v;
+  if (n < p.n) {  // the same for the whole warp: its shuffles see every lane
+    const uint32_t* row = p.w + n * p.words;
+    for (int64_t w0 = 0; w0 < p.words; w0 += 32) {
+      const uint32_t mine = w0 + lane < p.words ? row[w0 + lane] : 0u;
+      const int count = static_cast<int>(p.words - w0 < 32 ? p.words - w0 : 32);
+#pragma unroll 4
+      for (int i = 0; i < count; ++i) {
+        const uint32_t bits = __shfl_sync(kFullWarp, mine, i);
+        const int64_t kk = 32 * (w0 + i) + lane;
+        if (kk < k) {
+          const bool plus = (bits >> lane) & 1u;
+          for (int r = 0; r < kBwnGemvMaxRows; ++r) {
+            if (r < p.m) {
+              const float v = static_cast<float>(p.x[r * k + kk]);
+              acc[r] += plus ? v : -v;
+            }
           }
         }
       }

@@ -4,11 +4,12 @@
 //   in shared memory, each thread accumulating popcount(a XOR b) for a 4 x 4 sub-tile.
 // - 1-bit tensor cores (sm_80 .. sm_90): mma m16n8k256 AND + popc. XNOR counts come back in
 //   the epilogue: sign(a).sign(b) = k - 2 popc(a XOR b) = k - 2 popc(a) - 2 popc(b)
-//   + 4 popc(a AND b), with the row popcounts summed from the fragments each lane holds.
+//   + 4 popc(a AND b), with the row popcounts of a and b counted by a kernel beforehand.
 #pragma once
 
 #include "../core/xnor/xnor_problem.h"
 #include "device.cuh"
+#include "async_copy.cuh"
 #include "mma_b1.cuh"
 
 namespace emokernels::cuda {
@@ -80,62 +81,122 @@ __host__ __device__ inline LaunchShape xnor_gemm_shape(const xnor::XnorProblem& 
   return {grid_2d(blocks_for(p.m, kXnorTile), blocks_for(p.n, kXnorTile)), dim3(kXnorThreads)};
 }
 
-// Tensor-core path: 4 warps as 2 x 2, each warp 32 x 16 outputs (2 x 2 mma tiles of 16 x 8),
-// the block's 64 x 32 tile fed by 256-bit (8-word) slices of A and B in shared memory.
-constexpr int kMmaTileM = 64, kMmaTileN = 32, kMmaThreads = 128, kMmaWords = 8;
+// Tensor-core path. XNOR counts come from AND counts and the operands' row popcounts (one
+// small kernel before the GEMM, so the main loop issues nothing but copies, shared loads and
+// mma). Blocks of 8 warps (2 x 4) own 128 x 128 outputs, each warp 64 x 32 (4 x 4 mma tiles of
+// 16 x 8); 512-bit (16-word) slices of both operands stream through a 3-stage ring of shared
+// memory by cp.async, 16 bytes per copy where rows are 16-byte aligned (ChunkWords 4), else 4.
+// K order inside a slice is free (AND + popc sums over it), so each lane reads its fragments as
+// one 16-byte word group per row: words 4t, 4t + 1 feed mma k-slots t, 4 + t of the first k-step
+// and words 4t + 2, 4t + 3 those of the second, the same for A and B; 8 lanes then read 128
+// consecutive bytes (two rows), free of bank conflicts.
+constexpr int kMmaTileM = 128, kMmaTileN = 128, kMmaThreads = 256;
+constexpr int kMmaWarpsN = 4;                // warps per block along n (2 along m)
+constexpr int kMmaWarpM = 64, kMmaWarpN = 32;  // outputs per warp
+constexpr int kMmaSliceWords = 16, kMmaStages = 3;
+constexpr int kMmaSliceChunks = kMmaSliceWords / 4;  // Words4 per row and slice
 
-template <bool Fused>
-__global__ void xnor_gemm_mma_kernel(xnor::XnorProblem p) {
-  EK_SHARED(uint32_t, a_tile, kMmaTileM * kMmaWords);  // [row][word]
-  EK_SHARED(uint32_t, b_tile, kMmaTileN * kMmaWords);
+// popcount(row) over the first k bits of every row of a (rows 0 .. m-1 of `out`) and b (rows
+// m .. m+n-1): one warp per row.
+constexpr int kPopcountWarps = 8;
+
+// static: the header is compiled into every XNOR launcher (internal linkage, one copy each).
+static __global__ void xnor_row_popcounts_kernel(xnor::XnorProblem p, int32_t* out) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = int64_t(blockIdx.x) * kPopcountWarps + threadIdx.x / 32;
+  const bool in_a = row < p.m;
+  const uint32_t* bits = in_a ? p.a + row * p.row_words : p.b + (row - p.m) * p.row_words;
+  int32_t count = 0;
+  if (row < p.m + p.n) {
+    for (int64_t w = lane; w < p.row_words; w += 32) {
+      count += __popc(w == p.row_words - 1 ? bits[w] & p.last_mask : bits[w]);
+    }
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    count += __shfl_xor_sync(kFullWarp, count, offset);
+  }
+  if (lane == 0 && row < p.m + p.n) out[row] = count;
+}
+
+__host__ __device__ inline LaunchShape xnor_row_popcounts_shape(const xnor::XnorProblem& p) {
+  return {grid_2d(blocks_for(p.m + p.n, kPopcountWarps), 1), dim3(32 * kPopcountWarps)};
+}
+
+// Issues the copies of slice `slice` of `rows` rows from row `first` into `tile` (kMmaTileM
+// rows of kMmaSliceChunks Words4); rows and words past the operand are zero-filled.
+template <int ChunkWords>
+__device__ inline void copy_slice(Words4* tile, const uint32_t* bits, int64_t rows, int64_t first,
+                                  int64_t slice, int64_t row_words) {
+  constexpr int kPerRow = kMmaSliceWords / ChunkWords;
+  for (int idx = threadIdx.x; idx < kMmaTileM * kPerRow; idx += kMmaThreads) {
+    const int r = idx / kPerRow, c = idx % kPerRow;
+    const int64_t row = first + r, word = slice * kMmaSliceWords + int64_t(c) * ChunkWords;
+    const bool valid = row < rows && word < row_words;
+    uint32_t* dst = reinterpret_cast<uint32_t*>(tile + r * kMmaSliceChunks) + c * ChunkWords;
+    copy_async<4 * ChunkWords>(dst, valid ? bits + row * row_words + word : bits, valid);
+  }
+}
+
+template <bool Fused, int ChunkWords>
+__global__ void __launch_bounds__(kMmaThreads, 2)
+    xnor_gemm_mma_kernel(xnor::XnorProblem p, const int32_t* pop_a, const int32_t* pop_b) {
+  EK_SHARED(Words4, a_ring, kMmaStages * kMmaTileM * kMmaSliceChunks);
+  EK_SHARED(Words4, b_ring, kMmaStages * kMmaTileN * kMmaSliceChunks);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int g = lane >> 2, t = lane & 3;
-  const int wm = 32 * (warp / 2), wn = 16 * (warp % 2);
+  const int wm = kMmaWarpM * (warp / kMmaWarpsN), wn = kMmaWarpN * (warp % kMmaWarpsN);
   const int64_t m0 = int64_t(blockIdx.x) * kMmaTileM, n0 = int64_t(blockIdx.y) * kMmaTileN;
-  int32_t acc[2][2][4] = {};
-  int32_t pop_a[2][2] = {};  // [mma row tile][row g, row g + 8], this lane's k slices
-  int32_t pop_b[2] = {};     // [mma column tile], column g, this lane's k slices
-  for (int64_t w0 = 0; w0 < p.row_words; w0 += kMmaWords) {
-    for (int idx = threadIdx.x; idx < kMmaTileM * kMmaWords; idx += kMmaThreads) {
-      const int row = idx / kMmaWords, w = idx % kMmaWords;
-      a_tile[idx] = xnor_word(p.a, p.m, m0 + row, w0 + w, p);
-      if (row < kMmaTileN) b_tile[idx] = xnor_word(p.b, p.n, n0 + row, w0 + w, p);
+  const int64_t slices = blocks_for(p.row_words, kMmaSliceWords);
+  constexpr int kStageChunks = kMmaTileM * kMmaSliceChunks;
+  const auto issue = [&](int64_t slice) {
+    if (slice < slices) {
+      const int stage = static_cast<int>(slice % kMmaStages);
+      copy_slice<ChunkWords>(a_ring + stage * kStageChunks, p.a, p.m, m0, slice, p.row_words);
+      copy_slice<ChunkWords>(b_ring + stage * kStageChunks, p.b, p.n, n0, slice, p.row_words);
     }
-    __syncthreads();
-    uint32_t a[2][4], b[2][2];
-    for (int i = 0; i < 2; ++i) {
-      const uint32_t* lo = a_tile + (wm + 16 * i + g) * kMmaWords;
-      const uint32_t* hi = lo + 8 * kMmaWords;
-      a[i][0] = lo[t], a[i][1] = hi[t], a[i][2] = lo[4 + t], a[i][3] = hi[4 + t];
-      pop_a[i][0] += __popc(a[i][0]) + __popc(a[i][2]);
-      pop_a[i][1] += __popc(a[i][1]) + __popc(a[i][3]);
+    commit_copies();  // an empty group past the end keeps the wait count uniform
+  };
+  for (int s = 0; s < kMmaStages - 1; ++s) issue(s);
+  int32_t acc[4][4][4] = {};
+  for (int64_t slice = 0; slice < slices; ++slice) {
+    wait_copies<kMmaStages - 2>();
+    __syncthreads();  // the slice is visible to all; the stage refilled below is read by none
+    issue(slice + kMmaStages - 1);
+    Words4* a_tile = a_ring + (slice % kMmaStages) * kStageChunks;
+    const Words4* b_tile = b_ring + (slice % kMmaStages) * kStageChunks;
+    if (slice == slices - 1 && p.last_mask != 0xFFFFFFFFu) {
+      // Bits past k in A's last word are cleared once; B's then AND to zero.
+      const int64_t last = p.row_words - 1 - slice * kMmaSliceWords;
+      if (threadIdx.x < kMmaTileM) {
+        reinterpret_cast<uint32_t*>(a_tile + threadIdx.x * kMmaSliceChunks)[last] &= p.last_mask;
+      }
+      __syncthreads();
     }
-    for (int j = 0; j < 2; ++j) {
-      const uint32_t* col = b_tile + (wn + 8 * j + g) * kMmaWords;
-      b[j][0] = col[t], b[j][1] = col[4 + t];
-      pop_b[j] += __popc(b[j][0]) + __popc(b[j][1]);
+    Words4 b[4];
+    for (int j = 0; j < 4; ++j) b[j] = b_tile[(wn + 8 * j + g) * kMmaSliceChunks + t];
+    for (int i = 0; i < 4; ++i) {
+      const Words4 lo = a_tile[(wm + 16 * i + g) * kMmaSliceChunks + t];
+      const Words4 hi = a_tile[(wm + 16 * i + g + 8) * kMmaSliceChunks + t];
+      for (int step = 0; step < 2; ++step) {
+        const uint32_t a[4] = {lo.w[2 * step], hi.w[2 * step], lo.w[2 * step + 1],
+                               hi.w[2 * step + 1]};
+        for (int j = 0; j < 4; ++j) {
+          const uint32_t bj[2] = {b[j].w[2 * step], b[j].w[2 * step + 1]};
+          mma_b1_and_popc(acc[i][j], a, bj, acc[i][j]);
+        }
+      }
     }
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 2; ++j) mma_b1_and_popc(acc[i][j], a[i], b[j], acc[i][j]);
-    __syncthreads();
   }
-  // The 4 lanes of a group (t = 0..3) hold the 4 k slices of the same rows / column.
-  for (int offset = 1; offset <= 2; offset *= 2) {
-    for (int i = 0; i < 2; ++i)
-      for (int h = 0; h < 2; ++h) pop_a[i][h] += __shfl_xor_sync(kFullWarp, pop_a[i][h], offset);
-    for (int j = 0; j < 2; ++j) pop_b[j] += __shfl_xor_sync(kFullWarp, pop_b[j], offset);
-  }
-  for (int j = 0; j < 2; ++j) {
-    // This lane's outputs are columns 2t and 2t + 1 of the tile: held by groups 2t and 2t + 1.
-    const int32_t pop_cols[2] = {__shfl_sync(kFullWarp, pop_b[j], 8 * t),
-                                 __shfl_sync(kFullWarp, pop_b[j], 8 * t + 4)};
-    for (int i = 0; i < 2; ++i) {
+  // popcount(a XOR b) = popc(a) + popc(b) - 2 popc(a AND b); this lane holds rows g, g + 8 and
+  // columns 2t, 2t + 1 of each mma tile.
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 4; ++j) {
       for (int r = 0; r < 4; ++r) {
         const int64_t m = m0 + wm + 16 * i + g + 8 * (r / 2);
         const int64_t n = n0 + wn + 8 * j + 2 * t + r % 2;
         if (m >= p.m || n >= p.n) continue;
-        store_dot<Fused>(p, m, n, static_cast<int32_t>(p.k - 2 * int64_t(pop_a[i][r / 2]) -
-                                                       2 * int64_t(pop_cols[r % 2]) +
+        store_dot<Fused>(p, m, n, static_cast<int32_t>(p.k - 2 * int64_t(pop_a[m]) -
+                                                       2 * int64_t(pop_b[n]) +
                                                        4 * int64_t(acc[i][j][r])));
       }
     }
