@@ -103,6 +103,17 @@ def test_xnor_gemm_scaled_and_sign(cuda_ops, xnor_path, m, n, k):
         assert torch.equal(cuda_ops.xnor_gemm_sign(a, b, k, bounds, *rows), want)
 
 
+def test_xnor_tensor_cores_copy_rows_off_16_byte_boundaries(cuda_ops, monkeypatch):
+    """Rows of a multiple of 4 words starting 4 bytes past a 16-byte boundary: 4-byte copies
+    (the emulated cp.async, like the hardware, refuses a misaligned 16-byte one)."""
+    monkeypatch.setenv("EMOKERNELS_CUDA_XNOR", "tensor-cores")
+    a, b = garbage_bits(20, 2040), garbage_bits(9, 2040)
+    shifted = torch.empty(a.numel() + 1, dtype=torch.int32)[1:].view(a.shape)
+    shifted.copy_(a)
+    assert shifted.data_ptr() % 16 != 0
+    assert torch.equal(cuda_ops.xnor_gemm(shifted, b, 2040), portable(ops.xnor_gemm, a, b, 2040))
+
+
 @pytest.mark.parametrize("m, n, k", GEMM_SHAPES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_bwn_gemm(cuda_ops, m, n, k, dtype):

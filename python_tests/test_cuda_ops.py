@@ -7,7 +7,9 @@ import torch
 
 import emokernels as ek
 from emokernels import ops
+from emokernels.models import vgg_s
 
+from .test_fuse import randomize_norms
 from .test_pack_channels import random_bounds as channel_bounds
 from .test_pack_channels import special_values
 from .test_xnor_gemm_sign import random_bounds
@@ -56,6 +58,17 @@ def test_xnor_gemm_scaled_and_sign(m, n, k):
     bounds = random_bounds(n, k)
     gpu = ops.xnor_gemm_sign(a.cuda(), b.cuda(), k, bounds.cuda(), offset.cuda())
     assert torch.equal(gpu.cpu(), ops.xnor_gemm_sign(a, b, k, bounds, offset))
+
+
+def test_xnor_gemm_rows_not_16_byte_aligned():
+    """Rows of a multiple of 4 words that start 4 bytes past a 16-byte boundary: the tensor-core
+    kernel must take its 4-byte copies (16-byte ones would fault)."""
+    a, b = ops.pack_bits(torch.randn(70, 2040)), ops.pack_bits(torch.randn(40, 2040))
+    flat = torch.empty(a.numel() + 1, dtype=torch.int32, device="cuda")
+    shifted = flat[1:].view(a.shape)
+    shifted.copy_(a)
+    assert shifted.data_ptr() % 16 != 0
+    assert torch.equal(ops.xnor_gemm(shifted, b.cuda(), 2040).cpu(), ops.xnor_gemm(a, b, 2040))
 
 
 @pytest.mark.parametrize("m, n, k", SHAPES)
@@ -120,3 +133,16 @@ def test_layers_eval_equals_train_on_cuda(method):
         assert torch.equal(packed_out, float_out)
     else:
         torch.testing.assert_close(packed_out, float_out, rtol=1e-4, atol=1e-4)
+
+
+def test_optimized_xnor_net_equals_unfused_on_cuda():
+    """The binary-between-layers model (xnor_gemm_sign, pack_channels, pooling on bits) built
+    and run on the GPU equals the unfused eval model there."""
+    torch.manual_seed(0)
+    model = randomize_norms(ek.convert(vgg_s(8, 64, binary_inputs=True, fc_width=40), "xnor"))
+    model = model.cuda()
+    x = torch.randn(2, 3, 64, 64, device="cuda")
+    with torch.no_grad():
+        want = model(x)
+        fused = ek.optimize_for_inference(model, x[:1])
+        assert torch.equal(fused(x), want)

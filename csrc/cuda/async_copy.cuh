@@ -20,9 +20,7 @@ template <int Bytes>
 __device__ inline void copy_async(void* dst, const void* src, bool valid) {
   static_assert(Bytes == 4 || Bytes == 16, "cp.async copies 4, 8 or 16 bytes; 4 and 16 used");
 #if defined(EMOKERNELS_CUDA_EMULATION)
-  uint32_t* to = static_cast<uint32_t*>(dst);
-  const uint32_t* from = static_cast<const uint32_t*>(src);
-  for (int i = 0; i < Bytes / 4; ++i) to[i] = valid ? from[i] : 0u;
+  ek_emu::cp_async(dst, src, Bytes, valid);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned to = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   const int src_bytes = valid ? Bytes : 0;

@@ -9,7 +9,7 @@
 //   __shfl_sync, __shfl_up_sync, __shfl_down_sync, __shfl_xor_sync, __ballot_sync, __any_sync,
 //   __all_sync, __syncwarp, __popc(ll), __clz(ll), __ffs(ll), __brev, __float_as_uint & co,
 //   __ldg, __threadfence(_block), atomicAdd/Sub/Min/Max/And/Or/Xor/Exch/CAS, min/max,
-//   ek_emu::mma_b1_and_popc_m16n8k256 (the b1 tensor-core MMA, see below).
+//   ek_emu::mma_b1_and_popc_m16n8k256 (the b1 tensor-core MMA, see below), ek_emu::cp_async.
 // Host code launches with ek_emu::launch(grid, block, kernel, args...).
 //
 // How it runs (why it finds bugs): blocks run one after another; the threads of a block are
@@ -43,6 +43,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <source_location>
+#include <stdexcept>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -186,6 +188,22 @@ inline void mma_b1_and_popc_m16n8k256(
     std::int32_t d[4], const std::uint32_t a[4], const std::uint32_t b[2], const std::int32_t c[4],
     std::source_location where = std::source_location::current()) {
   detail::mma_b1_and_popc(d, a, b, c, where);
+}
+
+// PTX cp.async (global -> shared, 4, 8 or 16 bytes): here a plain copy that completes at once,
+// or zeros where !valid (src-size 0). Both addresses must be aligned to the size, as the
+// hardware demands (a misaligned one faults there): an error here.
+inline void cp_async(void* dst, const void* src, int bytes, bool valid) {
+  const auto misaligned = [bytes](const void* p) {
+    return reinterpret_cast<std::uintptr_t>(p) % bytes != 0;
+  };
+  if (misaligned(dst) || misaligned(src)) {
+    throw std::runtime_error("cp.async of " + std::to_string(bytes) +
+                             " bytes from or to an address not aligned to them");
+  }
+  auto* to = static_cast<unsigned char*>(dst);
+  const auto* from = static_cast<const unsigned char*>(src);
+  for (int i = 0; i < bytes; ++i) to[i] = valid ? from[i] : 0;
 }
 
 }  // namespace ek_emu
