@@ -44,6 +44,22 @@ void store_dots_avx512(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, _
   _mm256_mask_storeu_ps(p.out_f32 + m * p.n + n0, valid, v);
 }
 
+// store_dots_avx512 for 16 consecutive columns; int32 dots in one store.
+template <XnorOut Out>
+EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
+void store_dots16_avx512(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, __m512i dots,
+                         __mmask16 valid) {
+  if constexpr (Out == XnorOut::Int32) {
+    return _mm512_mask_storeu_epi32(p.out_i32 + m * p.n + n0, valid, dots);
+  }
+  store_dots_avx512<Out>(p, m, r, n0, _mm512_castsi512_si256(dots),
+                         static_cast<__mmask8>(valid));
+  if (valid >> 8) {
+    store_dots_avx512<Out>(p, m, r, n0 + 8, _mm512_extracti64x4_epi64(dots, 1),
+                           static_cast<__mmask8>(valid >> 8));
+  }
+}
+
 // store_dots_avx512 for whichever output p writes.
 EMOKERNELS_TARGET(EMOKERNELS_AVX512_TARGET) EMOKERNELS_ALWAYS_INLINE
 void store_row_avx512(const XnorProblem& p, int64_t m, int64_t r, int64_t n0, __m256i dot,
