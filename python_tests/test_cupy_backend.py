@@ -53,6 +53,16 @@ def test_xnor_gemm_scaled_and_sign(monkeypatch, path, m, n, k):
     assert torch.equal(got.cpu(), ops.xnor_gemm_sign(a, b, k, bounds, offset))
 
 
+def test_xnor_gemm_rows_not_16_byte_aligned():
+    """The tensor-core kernel's 4-byte copies for rows that start off 16-byte boundaries."""
+    if torch.cuda.get_device_capability()[0] < 8:
+        pytest.skip("1-bit tensor cores need sm_80")
+    a, b = ops.pack_bits(torch.randn(70, 2040)), ops.pack_bits(torch.randn(40, 2040))
+    shifted = torch.empty(a.numel() + 1, dtype=torch.int32, device="cuda")[1:].view(a.shape)
+    shifted.copy_(a)
+    assert torch.equal(rtc.xnor_gemm(shifted, b.cuda(), 2040).cpu(), ops.xnor_gemm(a, b, 2040))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("m, n, k", SHAPES)
 def test_bwn_gemm_and_conv2d(m, n, k, dtype):
