@@ -93,8 +93,13 @@ __host__ __device__ inline LaunchShape xnor_gemm_shape(const xnor::XnorProblem& 
 constexpr int kMmaTileM = 128, kMmaTileN = 128, kMmaThreads = 256;
 constexpr int kMmaWarpsN = 4;                // warps per block along n (2 along m)
 constexpr int kMmaWarpM = 64, kMmaWarpN = 32;  // outputs per warp
+constexpr int kMmaFragsM = kMmaWarpM / 16, kMmaFragsN = kMmaWarpN / 8;  // mma tiles per warp
 constexpr int kMmaSliceWords = 16, kMmaStages = 3;
 constexpr int kMmaSliceChunks = kMmaSliceWords / 4;  // Words4 per row and slice
+// One tile height for both operands: copy_slice and the ring stages are sized by it.
+static_assert(kMmaTileM == kMmaTileN && kMmaThreads / 32 * kMmaWarpM * kMmaWarpN ==
+                                            kMmaTileM * kMmaTileN,
+              "the warps must cover the block's square tile");
 
 // popcount(row) over the first k bits of every row of a (rows 0 .. m-1 of `out`) and b (rows
 // m .. m+n-1): one warp per row.
@@ -157,7 +162,7 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
     commit_copies();  // an empty group past the end keeps the wait count uniform
   };
   for (int s = 0; s < kMmaStages - 1; ++s) issue(s);
-  int32_t acc[4][4][4] = {};
+  int32_t acc[kMmaFragsM][kMmaFragsN][4] = {};
   for (int64_t slice = 0; slice < slices; ++slice) {
     wait_copies<kMmaStages - 2>();
     __syncthreads();  // the slice is visible to all; the stage refilled below is read by none
@@ -172,15 +177,15 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
       }
       __syncthreads();
     }
-    Words4 b[4];
-    for (int j = 0; j < 4; ++j) b[j] = b_tile[(wn + 8 * j + g) * kMmaSliceChunks + t];
-    for (int i = 0; i < 4; ++i) {
+    Words4 b[kMmaFragsN];
+    for (int j = 0; j < kMmaFragsN; ++j) b[j] = b_tile[(wn + 8 * j + g) * kMmaSliceChunks + t];
+    for (int i = 0; i < kMmaFragsM; ++i) {
       const Words4 lo = a_tile[(wm + 16 * i + g) * kMmaSliceChunks + t];
       const Words4 hi = a_tile[(wm + 16 * i + g + 8) * kMmaSliceChunks + t];
       for (int step = 0; step < 2; ++step) {
         const uint32_t a[4] = {lo.w[2 * step], hi.w[2 * step], lo.w[2 * step + 1],
                                hi.w[2 * step + 1]};
-        for (int j = 0; j < 4; ++j) {
+        for (int j = 0; j < kMmaFragsN; ++j) {
           const uint32_t bj[2] = {b[j].w[2 * step], b[j].w[2 * step + 1]};
           mma_b1_and_popc(acc[i][j], a, bj, acc[i][j]);
         }
@@ -189,8 +194,8 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
   }
   // popcount(a XOR b) = popc(a) + popc(b) - 2 popc(a AND b); this lane holds rows g, g + 8 and
   // columns 2t, 2t + 1 of each mma tile.
-  for (int i = 0; i < 4; ++i) {
-    for (int j = 0; j < 4; ++j) {
+  for (int i = 0; i < kMmaFragsM; ++i) {
+    for (int j = 0; j < kMmaFragsN; ++j) {
       for (int r = 0; r < 4; ++r) {
         const int64_t m = m0 + wm + 16 * i + g + 8 * (r / 2);
         const int64_t n = n0 + wn + 8 * j + 2 * t + r % 2;
